@@ -1,0 +1,62 @@
+# edgestats entry points. `make` alone lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN := .run
+export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen
+export EDGESTATS_HOME := $(CURDIR)
+
+.DEFAULT_GOAL := help
+.PHONY: help run stop test unit e2e lint protos bench clean
+
+help:  ## list the entry points
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
+
+$(RUN)/venv.stamp: requirements.txt pyproject.toml
+	@mkdir -p $(RUN)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+$(RUN)/system.stamp: scripts/install_system.sh
+	@mkdir -p $(RUN)
+	bash scripts/install_system.sh
+	@touch $@
+
+PROTOS := $(shell find protos -name '*.proto')
+$(RUN)/protos.stamp: $(RUN)/venv.stamp $(PROTOS) scripts/gen_protos.sh
+	bash scripts/gen_protos.sh $(CURDIR)/$(BIN)/python
+	@touch $@
+
+setup: $(RUN)/venv.stamp $(RUN)/system.stamp $(RUN)/protos.stamp
+
+protos: $(RUN)/protos.stamp  ## generate Python stubs, descriptor set and OpenAPI into gen/
+
+run: setup  ## start PostgreSQL, migrate, load demo data, start services + Envoy
+	$(BIN)/python -m edgestats_stack up
+
+stop:  ## stop what `make run` started
+	@test -x $(BIN)/python && $(BIN)/python -m edgestats_stack down || true
+
+test: setup  ## the whole suite (unit, database, end-to-end through Envoy)
+	$(BIN)/python -m pytest -q
+
+unit: setup  ## fast tests: no database, no network
+	$(BIN)/python -m pytest -q -m "not e2e and not db"
+
+e2e: setup  ## end-to-end tests through Envoy
+	$(BIN)/python -m pytest -q -m e2e
+
+lint: setup  ## ruff, buf lint, buf breaking against main
+	$(BIN)/ruff check services tests bench dags
+	bash scripts/buf_check.sh
+
+bench: setup  ## benchmarks (see docs/performance.md)
+	$(BIN)/python -m bench.ingest_throughput
+	$(BIN)/python -m bench.query_latency
+
+clean: stop  ## remove generated code, the venv and .run/
+	rm -rf gen $(VENV) $(RUN)

@@ -1,0 +1,26 @@
+-- Turns a service's gRPC error into the documented JSON error body (PLATFORM-NOTES §2):
+-- services abort with grpc-message = the exact JSON body. Native gRPC callers are untouched.
+function envoy_on_request(handle)
+  local ctype = handle:headers():get("content-type") or ""
+  if ctype:sub(1, 16) == "application/grpc" then
+    handle:streamInfo():dynamicMetadata():set("edgestats", "grpc", "1")
+  end
+end
+
+function envoy_on_response(handle)
+  local meta = handle:streamInfo():dynamicMetadata():get("edgestats")
+  if meta and meta.grpc then return end
+  local headers = handle:headers()
+  local status, message = headers:get("grpc-status"), headers:get("grpc-message")
+  local http_status = headers:get("x-http-status")
+  for _, name in ipairs({"grpc-status", "grpc-message", "grpc-accept-encoding",
+                         "grpc-status-details-bin", "x-http-status"}) do
+    headers:remove(name)
+  end
+  if status == nil or status == "0" then return end  -- success: untouched, never buffered
+  local body = (message or ""):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
+  if body:sub(1, 1) ~= "{" then body = '{"detail":"Internal Server Error"}' end  -- never leak text
+  if http_status then headers:replace(":status", http_status) end
+  headers:replace("content-type", "application/json")
+  handle:body(true):setBytes(body)
+end

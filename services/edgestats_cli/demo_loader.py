@@ -1,0 +1,46 @@
+"""Loads the demo data set: the demo customers and their last hours of beacons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+from edgestats_cli.demo_data import DEMO_CUSTOMERS, DemoCustomer, generate_beacons
+from edgestats_core.db import Database
+from edgestats_core.query.windows import floor_to
+from metrics_service import beacon_store
+from metrics_service.beacon_validation import validate
+
+__all__ = ["DEMO_CUSTOMERS", "first_channel", "load_demo"]
+
+CHUNK = 10_000
+
+
+async def load_demo(db_url: str, hours: float = 3.0, now: datetime | None = None) -> int:
+    """Upsert the demo customers and store their beacons of the last `hours` (idempotent)."""
+    end = floor_to(now or datetime.now(UTC), 5)
+    start = end - timedelta(hours=hours)
+    db = Database(db_url, 1, 2)
+    await db.open()
+    total = 0
+    try:
+        for customer in DEMO_CUSTOMERS:
+            await db.fetch(
+                "INSERT INTO customers (customer_id, region, tier) VALUES (%s, %s, %s)"
+                " ON CONFLICT (customer_id) DO NOTHING",
+                (customer.customer_id, customer.region, customer.tier),
+            )
+            beacons = generate_beacons(customer, start, end, seed=7)
+            while chunk := list(islice(beacons, CHUNK)):
+                rows = [validate(b, customer.customer_id, end) for b in chunk]
+                await beacon_store.store(db, rows)
+                total += len(rows)
+    finally:
+        await db.close()
+    return total
+
+
+def first_channel(customer: DemoCustomer) -> str:
+    """A channel id of the customer's demo data, for the printed examples."""
+    start = datetime(2026, 1, 1, 20, tzinfo=UTC)
+    return next(generate_beacons(customer, start, start + timedelta(minutes=5)))["ChannelId"]

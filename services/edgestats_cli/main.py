@@ -1,0 +1,113 @@
+"""The `edgestats` command: migrations, demo data and API keys (CONTRACT §11)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import psycopg
+
+from edgestats_core.migrations import migrate, run_partition_maintenance
+from edgestats_core.tenancy import api_keys
+
+
+def _url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from edgestats_stack.stack import REPO, database_url  # the local cluster of `make run`
+
+    return database_url(REPO / ".run")[1]
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    applied = migrate(_url())
+    run_partition_maintenance(_url())
+    print("\n".join(applied) or "nothing to apply")
+
+
+def cmd_maintain(args: argparse.Namespace) -> None:
+    run_partition_maintenance(_url())
+    print("partitions maintained")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from edgestats_cli.demo_loader import load_demo
+
+    print(f"{asyncio.run(load_demo(_url(), hours=args.hours))} beacons loaded")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    with psycopg.connect(_url()) as conn:
+        if args.customer:
+            if not args.region:
+                sys.exit("--region is required with --customer")
+            key = api_keys.create_customer_key(conn, args.customer, args.region, args.tier)
+        elif args.reseller:
+            customers = [c for c in (args.customers or "").split(",") if c]
+            key = api_keys.create_reseller_key(
+                conn, args.reseller, customers, args.tier, args.region
+            )
+        elif args.role:
+            key = api_keys.create_role_key(conn, args.owner or args.role, args.role)
+        else:
+            sys.exit("one of --customer, --reseller or --role is required")
+    print("the key is shown once; store it now:")
+    print(key)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> None:
+    with psycopg.connect(_url()) as conn:
+        for k in api_keys.list_keys(conn):
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+            print(f"{k.key_id}\t{k.kind}\t{k.owner_id}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> None:
+    with psycopg.connect(_url()) as conn:
+        count = api_keys.revoke_key(conn, args.key_id)
+    if not count:
+        sys.exit(f"no active key {args.key_id}")
+    print(f"revoked {args.key_id}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="edgestats", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("maintain", help="create partitions ahead, drop expired ones").set_defaults(
+        func=cmd_maintain
+    )
+    demo = sub.add_parser("demo-data", help="load synthetic beacons of the demo customers")
+    demo.add_argument("--hours", type=float, default=3.0)
+    demo.set_defaults(func=cmd_demo_data)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys", required=True)
+    create = keys.add_parser("create", help="create a key; prints it alone on the last line")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer")
+    who.add_argument("--reseller")
+    who.add_argument("--role", choices=["usage-ingest"])
+    create.add_argument("--customers", help="reseller: comma-separated customer ids")
+    create.add_argument("--region", choices=["americas", "emea", "apac"])
+    create.add_argument("--tier", choices=["lite", "advanced"], default="lite")
+    create.add_argument("--owner", help="role keys: who holds it")
+    create.set_defaults(func=cmd_keys_create)
+    keys.add_parser("list", help="list keys (ids only)").set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Settings read once from the environment, shared by every service."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a service process needs to know; every field has an EDGESTATS_* variable."""
+
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    pool_min: int = 2
+    pool_max: int = 10
+    # Answer "now" with a fixed instant (tests and reproducible demos); None = the real clock.
+    frozen_now: datetime | None = None
+    # How long a resolved API key stays cached: a revoked key stops working within this.
+    key_cache_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build from DATABASE_URL and EDGESTATS_* variables, then apply overrides."""
+        env = os.environ
+        frozen = env.get("EDGESTATS_FROZEN_NOW")
+        values: dict[str, object] = {
+            "database_url": env.get("DATABASE_URL", ""),
+            "host": env.get("EDGESTATS_HOST", "127.0.0.1"),
+            "port": int(env.get("EDGESTATS_PORT", "0")),
+            "pool_min": int(env.get("EDGESTATS_POOL_MIN", "2")),
+            "pool_max": int(env.get("EDGESTATS_POOL_MAX", "10")),
+            "frozen_now": datetime.fromisoformat(frozen).astimezone(UTC) if frozen else None,
+            "key_cache_seconds": float(env.get("EDGESTATS_KEY_CACHE_SECONDS", "10")),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def now(self) -> datetime:
+        """The current instant in UTC (or the frozen one)."""
+        return self.frozen_now or datetime.now(UTC)

@@ -1,0 +1,58 @@
+"""The one database seam: an async psycopg pool, queries with parameters, transactions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from edgestats_core.errors import Unavailable
+
+# How long a request waits for a pooled connection before answering 503.
+CONNECT_TIMEOUT_SECONDS = 2.0
+
+
+class Database:
+    """A pooled PostgreSQL connection source for one service process."""
+
+    def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            kwargs={"autocommit": True, "connect_timeout": 2},
+            check=AsyncConnectionPool.check_connection,
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection; database outages become Unavailable (503)."""
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+            raise Unavailable() from exc
+        except TimeoutError as exc:  # psycopg_pool.PoolTimeout subclasses OperationalError too
+            raise Unavailable() from exc
+
+    async def fetch(self, query: Any, params: Sequence | dict | None = None) -> list[dict]:
+        """Run one statement and return its rows as dicts."""
+        async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def ping(self) -> None:
+        """Raise Unavailable unless PostgreSQL answers."""
+        await self.fetch("SELECT 1")

@@ -1,0 +1,38 @@
+"""The HTTP query string as the client sent it, for JSON callers coming through Envoy.
+
+The transcoder copies query parameters into request fields but does not decode
+`+` as a space (PLATFORM-NOTES §3), so `representation_id=2+of+4` would arrive
+as "2+of+4". Envoy passes the original path in `x-envoy-original-path`; parsing
+it with the form-encoding rules gives what the client meant.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import grpc
+
+
+def original_query(context: grpc.aio.ServicerContext) -> dict[str, str] | None:
+    """Query parameters of the original HTTP request (last value wins), or None for gRPC callers."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-envoy-original-path":
+            return dict(parse_qsl(urlsplit(value).query, keep_blank_values=True))
+    return None
+
+
+class QueryParams:
+    """Reads request fields, preferring the original query string's decoding when there is one."""
+
+    def __init__(self, request, context: grpc.aio.ServicerContext) -> None:
+        self.request = request
+        self.query = original_query(context)
+
+    def get(self, name: str) -> str | None:
+        if self.query is not None and name in self.query:
+            return self.query[name]
+        return self.field(name)
+
+    def field(self, name: str) -> str | None:
+        """The request field itself: path parameters, which the query string must not override."""
+        return getattr(self.request, name) if self.request.HasField(name) else None

@@ -1,0 +1,99 @@
+"""Every metric formula, once (CONTRACT §5), as SQL aggregates over raw beacons.
+
+`%(bucket_seconds)s` is the bucket (or window) length S the throughput divides by.
+Source-dependent metrics take the validated source (`cdn` or `p2p`), never user text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from math import floor
+
+# Summary metrics (summary rows, summary/agg), in the seed's key order.
+SUMMARY_METRICS: dict[str, str] = {
+    "cdn_throughput": "coalesce(sum(cdn_downlink_throughput), 0) / %(bucket_seconds)s",
+    "p2p_throughput": "coalesce(sum(p2p_downlink_throughput), 0) / %(bucket_seconds)s",
+    "total_throughput": "coalesce(sum(total_downlink_throughput), 0) / %(bucket_seconds)s",
+    "cdn_devices": "count(DISTINCT session_id) FILTER (WHERE source = 'cdn' AND p2p_compatible)",
+    "p2p_devices": "count(DISTINCT session_id) FILTER (WHERE source = 'p2p')",
+    "not_compatible_devices": "count(DISTINCT session_id) FILTER (WHERE NOT p2p_compatible)",
+    "cdn_viewing_time": "coalesce(sum(viewing_time) FILTER (WHERE source = 'cdn'), 0)",
+    "p2p_viewing_time": "coalesce(sum(viewing_time) FILTER (WHERE source = 'p2p'), 0)",
+    "total_viewing_time": "coalesce(sum(viewing_time), 0)",
+}
+COUNT_METRICS = frozenset({"cdn_devices", "p2p_devices", "not_compatible_devices"})
+
+
+def pretty_duration(seconds: float) -> str:
+    """`total_pretty_viewing_time`: str(timedelta) of the floored seconds.
+
+    >>> pretty_duration(93784.9)
+    '1 day, 2:03:04'
+    """
+    return str(timedelta(seconds=floor(seconds)))
+
+
+def _source_avg(column: str) -> Callable[[str | None], str]:
+    return lambda source: f"avg({column}::float8){_only(source)}"
+
+
+def _only(source: str | None) -> str:
+    """An aggregate FILTER selecting beacons of `source` (none when no source is given)."""
+    return f" FILTER (WHERE source = '{source}')" if source else ""
+
+
+def _ratio(numerator: str, denominator: str, where: str) -> str:
+    """Σ numerator ÷ Σ denominator, 0 when the denominator sums to 0 or nothing."""
+    return f"coalesce(sum({numerator}){where} / nullif(sum({denominator}){where}, 0), 0)"
+
+
+_RESPONSE_TIME = {"cdn": "cdn_response_time", "p2p": "p2p_response_time"}
+_THROUGHPUT = {"cdn": "cdn_downlink_throughput", "p2p": "p2p_downlink_throughput"}
+
+
+@dataclass(frozen=True)
+class StatMetric:
+    """A legacy /stats series metric: its response key, tier and SQL aggregate."""
+
+    key: str                 # may contain {source}
+    source: str              # required | optional | none
+    tier: str
+    expression: Callable[[str | None], str]
+    # For device breakdowns: the column whose distinct sessions are counted per value.
+    group_column: str | None = None
+
+    def response_key(self, source: str | None) -> str:
+        return self.key.format(source=source)
+
+
+STAT_METRICS: dict[str, StatMetric] = {
+    "throughput": StatMetric(
+        "agg_throughput_{source}", "required", "lite",
+        lambda s: f"coalesce(sum({_THROUGHPUT[s or 'cdn']}), 0) / %(bucket_seconds)s",
+    ),
+    "buffer_health": StatMetric(
+        "avg_buffer_health_{source}", "required", "lite", _source_avg("buffer_health")
+    ),
+    "rebuffering": StatMetric(
+        "rebuffering_ratio", "optional", "advanced",
+        lambda s: _ratio("buffering_time", "playing_time", _only(s)),
+    ),
+    "content_request_response_times": StatMetric(
+        "avg_content_request_response_times_{source}", "required", "advanced",
+        lambda s: f"avg({_RESPONSE_TIME[s or 'cdn']})",
+    ),
+    "buffer_filling_rate": StatMetric(
+        "avg_buffer_filling_rate_{source}", "required", "advanced",
+        _source_avg("aggregate_buffer_filling_rate"),
+    ),
+    "dropped_frames": StatMetric(
+        "avg_dropped_frames_{source}", "required", "advanced", _source_avg("dropped_frames")
+    ),
+    "os": StatMetric("operating_systems", "none", "advanced", lambda s: "", "os_name"),
+    "platforms": StatMetric("platforms", "none", "advanced", lambda s: "", "browser_name"),
+    "connection_types": StatMetric(
+        "connection_types", "none", "advanced", lambda s: "", "connection_type"
+    ),
+}

@@ -1,0 +1,85 @@
+"""Server factory: a grpc.aio server with the tenancy interceptor, health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.tenancy.interceptor import KeyResolver, TenancyInterceptor
+
+log = logging.getLogger(__name__)
+
+# Seconds in-flight calls get to finish after SIGTERM.
+GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service of a process: its full name and how to add its servicer."""
+
+    full_name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    db: Database
+
+
+async def start_server(
+    settings: Settings,
+    bindings: Callable[[Database, Settings], list[ServiceBinding]],
+    public_methods: frozenset[str] = frozenset(),
+) -> RunningServer:
+    """Open the pool, build the services, bind the port (0 = any) and start serving."""
+    db = Database(settings.database_url, settings.pool_min, settings.pool_max)
+    await db.open()
+    interceptor = TenancyInterceptor(KeyResolver(db, settings.key_cache_seconds), public_methods)
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+    )
+    services = bindings(db, settings)
+    for service in services:
+        service.add_to_server(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.full_name for s in services]
+    reflected = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(reflected, server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    await server.start()
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer, db)
+
+
+async def serve_forever(
+    settings: Settings,
+    bindings: Callable[[Database, Settings], list[ServiceBinding]],
+    public_methods: frozenset[str] = frozenset(),
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain for GRACE_SECONDS."""
+    running = await start_server(settings, bindings, public_methods)
+    log.info("listening on %s:%d", settings.host, running.port)
+    print(f"port={running.port}", flush=True)  # read by the process launcher
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.health.enter_graceful_shutdown()
+    await running.server.stop(GRACE_SECONDS)
+    await running.db.close()

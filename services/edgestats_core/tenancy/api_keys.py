@@ -1,0 +1,148 @@
+"""API keys: creation (shown once), hashing, lookup to a Principal, listing, revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from edgestats_core.tenancy.principals import REGIONS, TIERS, Principal
+
+KEY_PREFIX = "es_"
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh random key and its public id (the first 8 characters after the prefix)."""
+    token = secrets.token_urlsafe(32)
+    return KEY_PREFIX + token, token[:8]
+
+
+def parse_authorization(value: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` or bare `Authorization: <key>` header."""
+    if not value:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    if rest and scheme.lower() == "bearer":
+        return rest.strip() or None
+    return None if rest else scheme
+
+
+LOOKUP_SQL = """
+SELECT k.key_id, k.kind, k.owner_id,
+       coalesce(c.tier, r.tier) AS tier,
+       coalesce(c.region, r.region) AS region,
+       r.customers
+FROM api_keys k
+LEFT JOIN customers c ON k.kind = 'customer' AND c.customer_id = k.owner_id
+LEFT JOIN resellers r ON k.kind = 'reseller' AND r.reseller_id = k.owner_id
+WHERE k.key_hash = %s AND k.revoked_at IS NULL
+"""
+
+
+def principal_from_row(row: dict) -> Principal:
+    kind = row["kind"]
+    return Principal(
+        key_id=row["key_id"],
+        kind=kind,
+        tier=row["tier"] or "lite",
+        customer_id=row["owner_id"] if kind == "customer" else None,
+        region=row["region"],
+        reseller_id=row["owner_id"] if kind == "reseller" else None,
+        customers=tuple(row["customers"] or ()),
+    )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    owner_id: str
+    key_id: str
+    kind: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _check(value: str | None, allowed: tuple[str, ...], name: str) -> None:
+    if value is not None and value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+
+
+def _insert_key(cur: psycopg.Cursor, owner_id: str, kind: str) -> str:
+    key, key_id = new_key()
+    cur.execute(
+        "INSERT INTO api_keys (owner_id, key_id, key_hash, kind) VALUES (%s, %s, %s, %s)",
+        (owner_id, key_id, hash_key(key), kind),
+    )
+    return key
+
+
+def create_customer_key(conn: psycopg.Connection, customer_id: str, region: str, tier: str) -> str:
+    """Create (or update) the customer and return a new key for it."""
+    _check(region, REGIONS, "region")
+    _check(tier, TIERS, "tier")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO customers (customer_id, region, tier) VALUES (%s, %s, %s)"
+            " ON CONFLICT (customer_id) DO UPDATE"
+            " SET region = EXCLUDED.region, tier = EXCLUDED.tier",
+            (customer_id, region, tier),
+        )
+        return _insert_key(cur, customer_id, "customer")
+
+
+def create_reseller_key(
+    conn: psycopg.Connection, reseller_id: str, customers: list[str], tier: str, region: str | None
+) -> str:
+    """Create (or update) the reseller; its customers may not have a higher tier than its own."""
+    _check(region, REGIONS, "region")
+    _check(tier, TIERS, "tier")
+    with conn.transaction(), conn.cursor() as cur:
+        if tier == "lite":
+            cur.execute(
+                "SELECT customer_id FROM customers"
+                " WHERE customer_id = ANY(%s) AND tier = 'advanced'",
+                (customers,),
+            )
+            higher = [r[0] for r in cur.fetchall()]
+            if higher:
+                raise ValueError(f"a lite reseller cannot resell advanced customers: {higher}")
+        cur.execute(
+            "INSERT INTO resellers (reseller_id, tier, region, customers) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (reseller_id) DO UPDATE SET tier = EXCLUDED.tier,"
+            " region = EXCLUDED.region, customers = EXCLUDED.customers",
+            (reseller_id, tier, region, customers),
+        )
+        return _insert_key(cur, reseller_id, "reseller")
+
+
+def create_role_key(conn: psycopg.Connection, owner_id: str, role: str) -> str:
+    """A key for an internal role (usage-ingest)."""
+    _check(role, ("usage-ingest",), "role")
+    with conn.transaction(), conn.cursor() as cur:
+        return _insert_key(cur, owner_id, role)
+
+
+def list_keys(conn: psycopg.Connection) -> list[KeyInfo]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT owner_id, key_id, kind, created_at, revoked_at FROM api_keys"
+            " ORDER BY owner_id, created_at"
+        )
+        return [KeyInfo(**row) for row in cur.fetchall()]
+
+
+def revoke_key(conn: psycopg.Connection, key_id: str) -> int:
+    """Revoke by public id; returns how many keys were revoked."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL",
+            (key_id,),
+        )
+        return cur.rowcount

@@ -1,0 +1,85 @@
+"""A local PostgreSQL 15 cluster under .run/pg (used when DATABASE_URL is not set)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+PG_BIN = Path(os.environ.get("EDGESTATS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SUPERUSER = "edgestats"
+
+CONF = """
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{socket_dir}'
+max_connections = 200
+shared_buffers = 512MB
+work_mem = 32MB
+maintenance_work_mem = 256MB
+wal_buffers = 16MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+synchronous_commit = on
+fsync = on
+log_min_messages = warning
+"""
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the `postgres` user then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _run(cmd: list[str]) -> None:
+    subprocess.run(_as_owner(cmd), check=True, stdout=subprocess.DEVNULL)
+
+
+def ensure_cluster(run_dir: Path, port: int) -> str:
+    """Initialise (once) and start the cluster; returns the superuser URL of database postgres."""
+    base = run_dir.resolve() / "pg"
+    data = base / "data"
+    base.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    if not (data / "PG_VERSION").exists():
+        _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
+              "-E", "UTF8", "--locale=C.UTF-8"])
+        with open(data / "postgresql.auto.conf", "a") as conf:
+            conf.write(CONF.format(port=port, socket_dir=base))
+    status = subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "status"]),
+                            capture_output=True)
+    if status.returncode != 0:
+        _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"),
+              "-w", "-t", "60", "start"])
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
+
+
+def stop_cluster(run_dir: Path) -> None:
+    data = run_dir / "pg" / "data"
+    if (data / "postmaster.pid").exists():
+        _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL pointing at another database."""
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+def create_database(admin_url: str, dbname: str) -> str:
+    """Create the database if missing; returns its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    return with_database(admin_url, dbname)
+
+
+def drop_database(admin_url: str, dbname: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(dbname)))

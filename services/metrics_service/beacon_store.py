@@ -1,0 +1,33 @@
+"""Durable beacon writes: COPY into a staging table, then one deduplicating INSERT."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from edgestats_core.beacon_columns import COLUMNS
+from edgestats_core.db import Database
+
+_NAMES = [c.name for c in COLUMNS]
+_COLUMN_LIST = sql.SQL(", ").join(sql.Identifier(n) for n in _NAMES)
+_STAGE = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS beacons_in (LIKE beacons INCLUDING DEFAULTS)"
+    " ON COMMIT DELETE ROWS"
+)
+_COPY = sql.SQL("COPY beacons_in ({}) FROM STDIN").format(_COLUMN_LIST)
+# DO NOTHING also absorbs duplicates inside the same batch.
+_MERGE = sql.SQL(
+    "INSERT INTO beacons ({cols}) SELECT {cols} FROM beacons_in ON CONFLICT DO NOTHING"
+).format(cols=_COLUMN_LIST)
+
+
+async def store(db: Database, rows: list[tuple]) -> int:
+    """Insert rows in one transaction; returns how many were new (the rest were duplicates)."""
+    if not rows:
+        return 0
+    async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.execute(_STAGE)
+        async with cur.copy(_COPY) as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(_MERGE)
+        return cur.rowcount

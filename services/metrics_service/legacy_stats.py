@@ -1,0 +1,91 @@
+"""LegacyStatsService: thin adapters from the Legacy Stats API RPCs to queries and JSON bodies."""
+
+from __future__ import annotations
+
+import json
+
+from google.api import httpbody_pb2
+
+from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.http_query import QueryParams
+from edgestats_core.metrics.definitions import STAT_METRICS
+from edgestats_core.tenancy.interceptor import current_principal
+from metrics_service import legacy_params, legacy_queries
+
+SERVICE = "edgestats.metrics.v1.LegacyStatsService"
+PUBLIC_METHODS = frozenset({f"/{SERVICE}/Ping", f"/{SERVICE}/PingDb"})
+
+
+def json_body(value: object) -> httpbody_pb2.HttpBody:
+    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return httpbody_pb2.HttpBody(content_type="application/json", data=data.encode())
+
+
+PONG = httpbody_pb2.HttpBody(content_type="text/plain", data=b"pong")
+
+
+class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
+    """Each method validates, queries and renders before answering; errors are documented bodies."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def Ping(self, request, context):
+        return PONG
+
+    async def PingDb(self, request, context):
+        await self.db.ping()
+        return PONG
+
+    async def _summary(self, request, context, level: str):
+        params = QueryParams(request, context)
+        query = legacy_params.parse(params, current_principal(), self.settings.now(), paginate=True)
+        rows = await legacy_queries.summary_rows(self.db, query, level)
+        if query.paginated:
+            return json_body(legacy_queries.paginate(rows, query.per_page, query.page))
+        return json_body(rows)
+
+    async def ListChannelSummaries(self, request, context):
+        return await self._summary(request, context, "channel")
+
+    async def ListStreamSummaries(self, request, context):
+        return await self._summary(request, context, "stream")
+
+    async def ListRepresentationSummaries(self, request, context):
+        return await self._summary(request, context, "representation")
+
+    async def GetSummaryAggregate(self, request, context):
+        params = QueryParams(request, context)
+        query = legacy_params.parse(params, current_principal(), self.settings.now())
+        return json_body([await legacy_queries.summary_aggregate(self.db, query)])
+
+
+def _stat_method(metric_name: str, last: bool):
+    metric = STAT_METRICS[metric_name]
+
+    async def method(self: LegacyStatsServicer, request, context):
+        params = QueryParams(request, context)
+        query = legacy_params.parse_stats(params, current_principal(), self.settings.now(), metric)
+        return json_body(await legacy_queries.stat_points(self.db, query, metric, last))
+
+    return method
+
+
+# RPC name stem -> metric of STAT_METRICS; each has a series and a LastPoint RPC.
+STAT_RPCS = {
+    "ThroughputAgg": "throughput",
+    "BufferHealthAvg": "buffer_health",
+    "RebufferingRatio": "rebuffering",
+    "ContentRequestResponseTimesAvg": "content_request_response_times",
+    "BufferFillingRateAvg": "buffer_filling_rate",
+    "DroppedFramesAvg": "dropped_frames",
+    "OperatingSystems": "os",
+    "Platforms": "platforms",
+    "ConnectionTypes": "connection_types",
+}
+for _stem, _metric in STAT_RPCS.items():
+    setattr(LegacyStatsServicer, f"Get{_stem}", _stat_method(_metric, last=False))
+    setattr(LegacyStatsServicer, f"Get{_stem}LastPoint", _stat_method(_metric, last=True))

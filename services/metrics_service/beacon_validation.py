@@ -60,7 +60,9 @@ def parse_time(value: object, now: datetime) -> datetime:
     if isinstance(value, bool) or value is None:
         raise Invalid("__time: must be an ISO-8601 string or epoch milliseconds")
     try:
-        if isinstance(value, int | float):
+        if isinstance(value, datetime):  # internal producers (demo loader)
+            instant = value if value.tzinfo else value.replace(tzinfo=UTC)
+        elif isinstance(value, int | float):
             instant = datetime.fromtimestamp(value / 1000, UTC)
         elif isinstance(value, str):
             instant = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -24,7 +24,9 @@ class Api:
             return {}
         return {"Authorization": f"Bearer {key}" if bearer else key}
 
-    def get(self, path: str, key: str | None = None, bearer: bool = True, **params) -> httpx.Response:
+    def get(
+        self, path: str, key: str | None = None, bearer: bool = True, **params
+    ) -> httpx.Response:
         return self.http.get(path, params=params or None, headers=self.auth(key, bearer))
 
     def get_json(self, path: str, key: str, **params) -> object:
@@ -34,10 +36,7 @@ class Api:
         return response.json()
 
     def ingest(self, key: str, beacons: list[dict], ndjson: bool = False) -> httpx.Response:
-        if ndjson:
-            body = "\n".join(json.dumps(b) for b in beacons)
-        else:
-            body = json.dumps(beacons)
+        body = "\n".join(json.dumps(b) for b in beacons) if ndjson else json.dumps(beacons)
         return self.http.post(
             "/analytics/v1/ingest/beacons", content=body, headers=self.auth(key)
         )

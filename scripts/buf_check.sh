@@ -5,13 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 buf=.run/npm/node_modules/.bin/buf
-ref=${BUF_AGAINST:-main}
+ref=${BUF_AGAINST:-}
+if [ -z "$ref" ]; then  # a CI clone may only have origin/main
+  for candidate in main origin/main; do
+    if git rev-parse --verify -q "$candidate^{commit}" >/dev/null; then ref=$candidate; break; fi
+  done
+fi
 
 "$buf" lint
 echo; echo "buf lint: ok"
 
-if ! git rev-parse --verify -q "$ref^{commit}" >/dev/null; then
-  echo "buf breaking: no ref $ref, skipped"
+if [ -z "$ref" ] || ! git rev-parse --verify -q "$ref^{commit}" >/dev/null; then
+  echo "buf breaking: no main branch to compare with, skipped"
   exit 0
 fi
 tmp=$(mktemp -d)

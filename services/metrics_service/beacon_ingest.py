@@ -18,15 +18,17 @@ from metrics_service.beacon_validation import MAX_ITEMS, parse_body, validate_al
 SERVICE = "edgestats.metrics.v1.BeaconIngestService"
 
 
+_DRUID = {c.name: c.druid for c in COLUMNS}
+
+
 def beacon_to_item(beacon: Message) -> dict:
     """A typed Beacon as the Druid-keyed dict the JSON path receives (unset = absent)."""
     item: dict = {}
-    for column in COLUMNS:
-        if column.type == "time":
-            if beacon.HasField("time"):
-                item["__time"] = beacon.time.seconds * 1000 + beacon.time.nanos // 1_000_000
-        elif column.name in ("customer_id", "session_id", "source") or beacon.HasField(column.name):
-            item[column.druid] = getattr(beacon, column.name)
+    for field, value in beacon.ListFields():  # only set fields: empty required ones stay absent
+        if field.name == "time":
+            item["__time"] = value.seconds * 1000 + value.nanos // 1_000_000
+        else:
+            item[_DRUID[field.name]] = value
     return item
 
 

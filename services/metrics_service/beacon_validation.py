@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from edgestats_core.beacon_columns import COLUMNS, REQUIRED, SOURCES
 from edgestats_core.errors import BadRequest, FieldError, PayloadTooLarge
@@ -34,20 +36,19 @@ def parse_body(data: bytes) -> list:
     """Items of a JSON array or NDJSON body; 413 past the limits, 400 when it does not parse."""
     if len(data) > MAX_BYTES:
         raise PayloadTooLarge(f"at most {MAX_BYTES} bytes")
-    text = data.decode("utf-8", errors="strict") if data.strip() else ""
-    if not text:
+    if not data.strip():
         raise BadRequest([FieldError(("body",), "body is empty", "value_error.missing")])
     try:
-        parsed = json.loads(text)
+        parsed = orjson.loads(data)
         items = parsed if isinstance(parsed, list) else [parsed]
-    except json.JSONDecodeError:
+    except orjson.JSONDecodeError:
         items = []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as exc:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
                 msg = f"line {number} is not JSON ({exc.msg}): send a JSON array or NDJSON"
                 raise BadRequest([FieldError(("body",), msg, "value_error.jsondecode")]) from exc
     if len(items) > MAX_ITEMS:
@@ -79,50 +80,73 @@ def parse_time(value: object, now: datetime) -> datetime:
     return instant
 
 
-def _text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"{name}: must be a string")
-    if len(value) > MAX_TEXT or "\x00" in value:
-        raise Invalid(f"{name}: longer than {MAX_TEXT} characters or contains NUL")
-    return value
+Converter = Callable[[object], object]
 
 
-def _convert(name: str, kind: str, value: object) -> object:
-    if kind == "string":
-        return _text(name, value)
-    if kind == "bool":
-        if not isinstance(value, bool):
+def _text(name: str) -> Converter:
+    def convert(value: object) -> str:
+        if type(value) is not str:
+            raise Invalid(f"{name}: must be a string")
+        if len(value) > MAX_TEXT or "\x00" in value:
+            raise Invalid(f"{name}: longer than {MAX_TEXT} characters or contains NUL")
+        return value
+    return convert
+
+
+def _boolean(name: str) -> Converter:
+    def convert(value: object) -> bool:
+        if type(value) is not bool:
             raise Invalid(f"{name}: must be a boolean")
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid(f"{name}: must be a number")
-    if not math.isfinite(value):
-        raise Invalid(f"{name}: must be finite")
-    if kind == "int":
-        if value != int(value) or abs(value) > INT32:
+    return convert
+
+
+def _double(name: str) -> Converter:
+    def convert(value: object) -> float:
+        kind = type(value)
+        if kind is not float and kind is not int:  # bool is not int by type()
+            raise Invalid(f"{name}: must be a number")
+        if not math.isfinite(value):
+            raise Invalid(f"{name}: must be finite")
+        return float(value)
+    return convert
+
+
+def _int32(name: str) -> Converter:
+    number = _double(name)
+
+    def convert(value: object) -> int:
+        as_float = number(value)
+        if as_float != int(as_float) or abs(as_float) > INT32:
             raise Invalid(f"{name}: must be a 32-bit integer")
-        return int(value)
-    return float(value)
+        return int(as_float)
+    return convert
+
+
+_CONVERTERS = {"string": _text, "bool": _boolean, "double": _double, "int": _int32}
+# (Druid name, converter) of every column but __time, in COLUMNS order after it
+_FIELDS: tuple[tuple[str, Converter], ...] = tuple(
+    (c.druid, _CONVERTERS[c.type](c.druid)) for c in COLUMNS if c.type != "time"
+)
+assert COLUMNS[0].type == "time", "rows put __time first"
 
 
 def validate(item: object, customer_id: str, now: datetime) -> tuple:
     """One beacon dict (Druid names) -> a row in COLUMNS order, or Invalid."""
-    if not isinstance(item, dict):
+    if type(item) is not dict:
         raise Invalid("not a JSON object")
+    get = item.get
     for name in REQUIRED:
-        if item.get(name) in (None, ""):
+        if get(name) in (None, ""):
             raise Invalid(f"{name}: field required")
     if item["CustomerId"] != customer_id:
         raise Invalid("CustomerId: not the customer of this key")
     if item["Source"] not in SOURCES:
         raise Invalid("Source: must be one of cdn, p2p")
-    row = []
-    for column in COLUMNS:
-        value = item.get(column.druid)
-        if column.type == "time":
-            row.append(parse_time(value, now))
-        else:
-            row.append(None if value is None else _convert(column.druid, column.type, value))
+    row = [parse_time(item["__time"], now)]
+    for druid, convert in _FIELDS:
+        value = get(druid)
+        row.append(None if value is None else convert(value))
     return tuple(row)
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+import orjson
 from google.api import httpbody_pb2
 
 from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
@@ -19,8 +18,7 @@ PUBLIC_METHODS = frozenset({f"/{SERVICE}/Ping", f"/{SERVICE}/PingDb"})
 
 
 def json_body(value: object) -> httpbody_pb2.HttpBody:
-    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return httpbody_pb2.HttpBody(content_type="application/json", data=data.encode())
+    return httpbody_pb2.HttpBody(content_type="application/json", data=orjson.dumps(value))
 
 
 PONG = httpbody_pb2.HttpBody(content_type="text/plain", data=b"pong")

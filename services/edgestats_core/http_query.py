@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 
+from edgestats_core.errors import BadRequest, FieldError
+
 
 def original_query(context: grpc.aio.ServicerContext) -> dict[str, str] | None:
     """Query parameters of the original HTTP request (last value wins), or None for gRPC callers."""
@@ -28,11 +30,25 @@ class QueryParams:
         self.request = request
         self.query = original_query(context)
 
-    def get(self, name: str) -> str | None:
+    def get(self, name: str, text: bool = True) -> str | None:
+        """A query parameter; `text` values (used as SQL parameters) may not contain NUL."""
         if self.query is not None and name in self.query:
-            return self.query[name]
-        return self.field(name)
+            value = self.query[name]
+        else:
+            value = self._field(name)
+        return _checked("query", name, value) if text else value
 
-    def field(self, name: str) -> str | None:
-        """The request field itself: path parameters, which the query string must not override."""
+    def path(self, name: str) -> str | None:
+        """A path parameter (the gateway never fills these from the query string)."""
+        return _checked("path", name, self._field(name))
+
+    def _field(self, name: str) -> str | None:
         return getattr(self.request, name) if self.request.HasField(name) else None
+
+
+def _checked(where: str, name: str, value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail the query."""
+    if value is not None and "\x00" in value:
+        error = FieldError((where, name), "must not contain NUL characters", "value_error")
+        raise BadRequest([error])
+    return value

@@ -49,7 +49,11 @@ async def start_server(
     interceptor = TenancyInterceptor(KeyResolver(db, settings.key_cache_seconds), public_methods)
     server = grpc.aio.server(
         interceptors=[interceptor],
-        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            # Envoy forwards the URL as x-envoy-original-path: room for its 60 KiB header limit
+            ("grpc.max_metadata_size", 256 * 1024),
+        ],
     )
     services = bindings(db, settings)
     for service in services:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from edgestats.metrics.v1 import beacon_ingest_service_pb2 as pb
+from edgestats.metrics.v1 import beacon_ingest_service_pb2 as pb  # also registers the service
 from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc as rpc
 from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.config import Settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,18 @@ class Batch:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
+def _loads(data: bytes) -> object:
+    """orjson, falling back to the standard parser for valid JSON orjson refuses (numbers beyond
+    double range, lone surrogates): such values are then rejected per item, not per batch."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(data)
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(str(exc)) from exc
+
+
 def parse_body(data: bytes) -> list:
     """Items of a JSON array or NDJSON body; 413 past the limits, 400 when it does not parse."""
     if len(data) > MAX_BYTES:
@@ -39,17 +52,17 @@ def parse_body(data: bytes) -> list:
     if not data.strip():
         raise BadRequest([FieldError(("body",), "body is empty", "value_error.missing")])
     try:
-        parsed = orjson.loads(data)
+        parsed = _loads(data)
         items = parsed if isinstance(parsed, list) else [parsed]
-    except orjson.JSONDecodeError:
+    except ValueError:
         items = []
         for number, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                items.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
-                msg = f"line {number} is not JSON ({exc.msg}): send a JSON array or NDJSON"
+                items.append(_loads(line))
+            except ValueError as exc:
+                msg = f"line {number} is not JSON: send a JSON array or NDJSON"
                 raise BadRequest([FieldError(("body",), msg, "value_error.jsondecode")]) from exc
     if len(items) > MAX_ITEMS:
         raise PayloadTooLarge(f"at most {MAX_ITEMS} items")
@@ -89,6 +102,11 @@ def _text(name: str) -> Converter:
             raise Invalid(f"{name}: must be a string")
         if len(value) > MAX_TEXT or "\x00" in value:
             raise Invalid(f"{name}: longer than {MAX_TEXT} characters or contains NUL")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError as exc:
+                raise Invalid(f"{name}: not valid Unicode (lone surrogate)") from exc
         return value
     return convert
 
@@ -106,9 +124,13 @@ def _double(name: str) -> Converter:
         kind = type(value)
         if kind is not float and kind is not int:  # bool is not int by type()
             raise Invalid(f"{name}: must be a number")
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError as exc:  # an integer beyond double range
+            raise Invalid(f"{name}: must be finite") from exc
+        if not math.isfinite(number):
             raise Invalid(f"{name}: must be finite")
-        return float(value)
+        return number
     return convert
 
 

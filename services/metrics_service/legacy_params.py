@@ -38,7 +38,7 @@ class LegacyQuery:
 def _integer(
     params: QueryParams, name: str, minimum: int, maximum: int, errors: list[FieldError]
 ) -> int | None:
-    raw = params.get(name)
+    raw = params.get(name, text=False)
     if raw is None:
         return None
     try:
@@ -84,12 +84,12 @@ def parse(
     """Validate `time`, `source` (required|optional|none), pagination and scope filters."""
     customer_id = customer_of(principal)
     errors: list[FieldError] = []
-    time = params.get("time")
+    time = params.get("time", text=False)
     if time is None:
         errors.append(missing("query", "time"))
     elif time not in TIME_VALUES:
         errors.append(not_in_enum("query", "time", TIME_VALUES))
-    chosen = params.get("source") if source != "none" else None
+    chosen = params.get("source", text=False) if source != "none" else None
     if source == "required" and chosen is None:
         errors.append(missing("query", "source"))
     elif chosen is not None and chosen not in SOURCES:
@@ -100,11 +100,11 @@ def parse(
         page = _integer(params, "page", 0, 10**9, errors)
     if errors:
         raise BadRequest(errors)
-    stream_id = params.field("stream_id")
+    stream_id = params.path("stream_id")
     return LegacyQuery(
         customer_id=customer_id,
         window=legacy_window(time, now),  # type: ignore[arg-type]
-        channel_id=params.field("channel_id"),
+        channel_id=params.path("channel_id"),
         stream_id=stream_id,
         # bitrate and representation_id apply to the stream scope only (seed 000)
         bitrate=params.get("bitrate") if stream_id is not None else None,

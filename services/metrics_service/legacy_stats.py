@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from google.api import httpbody_pb2
 
+from edgestats.metrics.v1 import legacy_stats_service_pb2  # noqa: F401 - descriptor for reflection
 from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
 from edgestats_core.db import Database

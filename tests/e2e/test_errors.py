@@ -428,11 +428,6 @@ def test_parameters_of_other_endpoints_are_ignored(api, world, prefix):
         assert noisy.json() == plain.json(), path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the transcoder copies query parameters named like a path parameter into the request, "
-    "so /summary?channel_id=X filters by channel and /channels/A/...?channel_id=B is a 400 "
-    "leaking proto internals ('oneof field _channel_id is already set'), instead of ignoring them"
-))
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_path_parameter_names_in_the_query_are_ignored(api, world, prefix):
     plain = get(api, f"{prefix}/summary/agg?time=1h", world.key).json()
@@ -509,29 +504,9 @@ NO_5XX = [
     "/channels/x/streams/y/summary?time=1h&bitrate=%00",
     "/channels/x/streams/y/stats/throughput/agg?time=1h&source=cdn&representation_id=a%00",
 ]
-# known failures: the URL -> why
-NO_5XX_BUGS = {
-    "/summary?time=%FF%FE": "invalid UTF-8 in a query value: the transcoder puts the raw bytes "
-    "into a proto string, the service fails to deserialize the request (DecodeError) -> 500",
-    "/channels/%FF/summary?time=1h": "invalid UTF-8 in a path parameter -> DecodeError -> 500",
-    "/channels/x/streams/y/summary?time=1h&representation_id=%FF":
-        "invalid UTF-8 in a filter -> DecodeError -> 500",
-    "/channels/%00/summary?time=1h": "NUL in a path parameter reaches PostgreSQL as a text "
-    "parameter: psycopg.DataError 'text fields cannot contain NUL' -> 500",
-    "/channels/x%00y/stats/throughput/agg?time=1h&source=cdn": "NUL in channel_id -> "
-    "psycopg.DataError -> 500",
-    "/channels/x/streams/y/summary?time=1h&bitrate=%00": "NUL in bitrate -> psycopg.DataError "
-    "-> 500",
-    "/channels/x/streams/y/stats/throughput/agg?time=1h&source=cdn&representation_id=a%00":
-        "NUL in representation_id -> psycopg.DataError -> 500",
-}
 
 
-@pytest.mark.parametrize("url", [
-    pytest.param(u, marks=pytest.mark.xfail(strict=True, reason=f"BUG: {NO_5XX_BUGS[u]}"))
-    if u in NO_5XX_BUGS else u
-    for u in NO_5XX
-])
+@pytest.mark.parametrize("url", NO_5XX)
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_bad_input_never_gives_5xx(api, world, prefix, url):
     response = get(api, prefix + url, world.key)
@@ -540,11 +515,6 @@ def test_bad_input_never_gives_5xx(api, world, prefix, url):
     response.json()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a query string over ~8 KB exceeds the gRPC metadata limit (the transcoder forwards the "
-    "whole URL as x-envoy-original-path): 8-16 KB fail at random, above 16 KB always, with "
-    "429 and body {\"detail\":\"Internal Server Error\"} instead of a documented 4xx"
-))
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_a_very_long_query_string_gets_a_documented_4xx(api, world, prefix):
     response = get(api, f"{prefix}/channels/x/streams/y/summary?time=1h&representation_id="

@@ -388,12 +388,6 @@ def test_an_unrepresentable_value_is_never_a_5xx_nor_half_written(api, fresh, fr
         assert sessions(db_url, customer_id) == {"good"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (contract §10 'each invalid item is rejected alone'): since the orjson parser "
-    "(commit cdac51d), a number beyond double range or a lone surrogate escape in ONE item - both "
-    "valid JSON per RFC 8259 - makes the whole batch a 400 'line 1 is not JSON', so every valid "
-    "beacon of the batch is refused; before that commit the same input gave a 500"
-))
 @pytest.mark.parametrize("case", list(UNREPRESENTABLE))
 def test_an_unrepresentable_value_is_rejected_alone(api, fresh, frozen_now, db_url, case):
     customer_id, key = fresh

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from edgestats_core.db import Database
-from edgestats_core.errors import ApiError, NotAuthenticated
+from edgestats_core.errors import ApiError, BadRequest, FieldError, NotAuthenticated
 from edgestats_core.tenancy.api_keys import (
     LOOKUP_SQL,
     hash_key,
@@ -98,14 +99,41 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, enter)
 
 
+class _Undecodable:
+    """Stands for a request the transcoder built from bytes that are not valid UTF-8."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+    """A deserializer that yields _UNDECODABLE instead of failing the call with INTERNAL."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> object:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _UNDECODABLE
+    return deserialize
+
+
+def _check_decoded(request: object) -> None:
+    if request is _UNDECODABLE:
+        raise BadRequest([FieldError(("query",), "the request is not valid UTF-8", "value_error")])
+
+
 def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
     """The same kind of handler, resolving the principal first and mapping errors."""
+    deserializer = _tolerant(handler.request_deserializer)
     if handler.unary_unary:
         behavior = handler.unary_unary
 
         async def unary(request, context):
             try:
                 await enter()
+                _check_decoded(request)
                 return await behavior(request, context)
             except ApiError as error:
                 await abort_with(context, error)
@@ -116,7 +144,7 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
                 await abort_with(context, ApiError())
 
         return grpc.unary_unary_rpc_method_handler(
-            unary, handler.request_deserializer, handler.response_serializer
+            unary, deserializer, handler.response_serializer
         )
     if handler.unary_stream:
         behavior = handler.unary_stream
@@ -124,6 +152,7 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
         async def stream(request, context):
             try:
                 await enter()
+                _check_decoded(request)
                 async for item in behavior(request, context):
                     yield item
             except ApiError as error:
@@ -135,6 +164,6 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
                 await abort_with(context, ApiError())
 
         return grpc.unary_stream_rpc_method_handler(
-            stream, handler.request_deserializer, handler.response_serializer
+            stream, deserializer, handler.response_serializer
         )
     return handler

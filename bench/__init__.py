@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>` from the repo root (see docs/performance.md)."""

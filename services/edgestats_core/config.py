@@ -20,6 +20,8 @@ class Settings:
     frozen_now: datetime | None = None
     # How long a resolved API key stays cached: a revoked key stops working within this.
     key_cache_seconds: float = 10.0
+    # How long an identical query's answer is reused (0 disables; realtime freshness is 5 s).
+    result_cache_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -34,6 +36,7 @@ class Settings:
             "pool_max": int(env.get("EDGESTATS_POOL_MAX", "10")),
             "frozen_now": datetime.fromisoformat(frozen).astimezone(UTC) if frozen else None,
             "key_cache_seconds": float(env.get("EDGESTATS_KEY_CACHE_SECONDS", "10")),
+            "result_cache_seconds": float(env.get("EDGESTATS_RESULT_CACHE_SECONDS", "1")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from datetime import datetime
 from edgestats_core.db import Database
 from edgestats_core.metrics.definitions import (
     COUNT_METRICS,
+    SESSION_PARTIALS,
     SUMMARY_METRICS,
     StatMetric,
     pretty_duration,
@@ -15,18 +16,18 @@ from edgestats_core.metrics.definitions import (
 from edgestats_core.query.windows import floor_to
 from metrics_service.legacy_params import LegacyQuery
 
-# Summary levels: the group key columns -> response keys (sorted byte-wise, like Python).
-LEVELS: dict[str, list[tuple[str, str]]] = {
-    "channel": [("channel_id", "coalesce(channel_id, '')")],
-    "stream": [
-        ("stream_id", "coalesce(stream_id, '')"),
-        ("stream_uri", "coalesce(max(masked_stream_uri), '')"),
-    ],
-    "representation": [
-        ("bitrate", "coalesce(bitrate, '')"),
-        ("representation_id", "coalesce(representation_id, '')"),
-    ],
+# Summary levels: group keys (response key -> per-beacon expression; nulls group with "")
+# and, for streams, the URI carried through both aggregation steps.
+LEVELS: dict[str, dict[str, str]] = {
+    "channel": {"channel_id": "coalesce(channel_id, '')"},
+    "stream": {"stream_id": "coalesce(stream_id, '')"},
+    "representation": {
+        "bitrate": "coalesce(bitrate, '')",
+        "representation_id": "coalesce(representation_id, '')",
+    },
+    "aggregate": {},
 }
+STREAM_URI = ("max(masked_stream_uri)", "coalesce(max(stream_uri), '')")
 
 
 def _scope(query: LegacyQuery) -> tuple[str, dict]:
@@ -63,29 +64,42 @@ def _metrics(row: dict) -> dict:
     return out
 
 
+def _summary_sql(level: str, where: str) -> str:
+    """Per-session partials grouped by the level's keys, then the summary metrics per group."""
+    keys = LEVELS[level]
+    inner = [f"{expr} AS {name}" for name, expr in keys.items()]
+    outer = list(keys)
+    if level == "stream":
+        inner.append(f"{STREAM_URI[0]} AS stream_uri")
+        outer.append(f"{STREAM_URI[1]} AS stream_uri")
+    inner += [f"{expr} AS {name}" for name, expr in SESSION_PARTIALS.items()]
+    outer += [f"{expr} AS {name}" for name, expr in SUMMARY_METRICS.items()]
+    groups = ", ".join([*keys, "session_id"])
+    sql = (
+        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM beacons"
+        f" WHERE {where} GROUP BY {groups}) per_session"
+    )
+    if keys:
+        order = ", ".join(f'{name} COLLATE "C"' for name in keys)
+        sql += f" GROUP BY {', '.join(keys)} ORDER BY {order}"
+    return sql
+
+
 async def summary_rows(db: Database, query: LegacyQuery, level: str) -> list[dict]:
     """One row per group of the level, sorted by its key."""
     where, params = _scope(query)
-    keys = LEVELS[level]
-    group_exprs = [expr for _, expr in keys if not expr.startswith("coalesce(max")]
-    select = ", ".join(f"{expr} AS {name}" for name, expr in keys)
-    metrics = ", ".join(f"{expr} AS {name}" for name, expr in SUMMARY_METRICS.items())
-    order = ", ".join(f'{expr} COLLATE "C"' for expr in group_exprs)
-    sql = (
-        f"SELECT {select}, {metrics} FROM beacons WHERE {where}"
-        f" GROUP BY {', '.join(group_exprs)} ORDER BY {order}"
+    rows = await db.fetch(
+        _summary_sql(level, where), {**params, "bucket_seconds": _window_seconds(query)}
     )
-    rows = await db.fetch(sql, {**params, "bucket_seconds": _window_seconds(query)})
-    return [{**{name: row[name] for name, _ in keys}, **_metrics(row)} for row in rows]
+    names = [*LEVELS[level], *(["stream_uri"] if level == "stream" else [])]
+    return [{**{name: row[name] for name in names}, **_metrics(row)} for row in rows]
 
 
 async def summary_aggregate(db: Database, query: LegacyQuery) -> dict:
     """The whole scope in one row keyed `aggregate` (zeros when there is no beacon)."""
     where, params = _scope(query)
-    metrics = ", ".join(f"{expr} AS {name}" for name, expr in SUMMARY_METRICS.items())
     rows = await db.fetch(
-        f"SELECT {metrics} FROM beacons WHERE {where}",
-        {**params, "bucket_seconds": _window_seconds(query)},
+        _summary_sql("aggregate", where), {**params, "bucket_seconds": _window_seconds(query)}
     )
     return {"aggregate": "aggregate", **_metrics(rows[0])}
 
@@ -134,9 +148,10 @@ async def stat_points(
         sql = (
             f"SELECT bucket, coalesce(json_object_agg(k, n ORDER BY k COLLATE \"C\")"
             f" FILTER (WHERE k IS NOT NULL), '{{}}')"
-            f" AS value FROM (SELECT {bucket} AS bucket,"
-            f" nullif({metric.group_column}, '') AS k, count(DISTINCT session_id) AS n"
-            f" FROM beacons WHERE {where} GROUP BY 1, 2) g GROUP BY bucket ORDER BY bucket"
+            f" AS value FROM (SELECT bucket, k, count(*) AS n FROM (SELECT DISTINCT"
+            f" {bucket} AS bucket, nullif({metric.group_column}, '') AS k, session_id"
+            f" FROM beacons WHERE {where}) sessions GROUP BY 1, 2) g"
+            " GROUP BY bucket ORDER BY bucket"
         )
     else:
         sql = (

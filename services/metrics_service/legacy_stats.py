@@ -11,6 +11,7 @@ from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.http_query import QueryParams
 from edgestats_core.metrics.definitions import STAT_METRICS
+from edgestats_core.query.result_cache import ResultCache
 from edgestats_core.tenancy.interceptor import current_principal
 from metrics_service import legacy_params, legacy_queries
 
@@ -31,6 +32,8 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # identical queries (same tenant, scope and window) share one execution
+        self.cache: ResultCache[httpbody_pb2.HttpBody] = ResultCache(settings.result_cache_seconds)
 
     async def Ping(self, request, context):
         return PONG
@@ -42,10 +45,14 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     async def _summary(self, request, context, level: str):
         params = QueryParams(request, context)
         query = legacy_params.parse(params, current_principal(), self.settings.now(), paginate=True)
-        rows = await legacy_queries.summary_rows(self.db, query, level)
-        if query.paginated:
-            return json_body(legacy_queries.paginate(rows, query.per_page, query.page))
-        return json_body(rows)
+
+        async def answer() -> httpbody_pb2.HttpBody:
+            rows = await legacy_queries.summary_rows(self.db, query, level)
+            if query.paginated:
+                return json_body(legacy_queries.paginate(rows, query.per_page, query.page))
+            return json_body(rows)
+
+        return await self.cache.get(("summary", level, query), answer)
 
     async def ListChannelSummaries(self, request, context):
         return await self._summary(request, context, "channel")
@@ -59,7 +66,11 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     async def GetSummaryAggregate(self, request, context):
         params = QueryParams(request, context)
         query = legacy_params.parse(params, current_principal(), self.settings.now())
-        return json_body([await legacy_queries.summary_aggregate(self.db, query)])
+
+        async def answer() -> httpbody_pb2.HttpBody:
+            return json_body([await legacy_queries.summary_aggregate(self.db, query)])
+
+        return await self.cache.get(("aggregate", query), answer)
 
 
 def _stat_method(metric_name: str, last: bool):
@@ -68,7 +79,11 @@ def _stat_method(metric_name: str, last: bool):
     async def method(self: LegacyStatsServicer, request, context):
         params = QueryParams(request, context)
         query = legacy_params.parse_stats(params, current_principal(), self.settings.now(), metric)
-        return json_body(await legacy_queries.stat_points(self.db, query, metric, last))
+
+        async def answer() -> httpbody_pb2.HttpBody:
+            return json_body(await legacy_queries.stat_points(self.db, query, metric, last))
+
+        return await self.cache.get((metric_name, last, query), answer)
 
     return method
 

@@ -1,0 +1,71 @@
+"""The result cache shares one computation between concurrent callers and forgets errors."""
+
+import asyncio
+
+import pytest
+
+from edgestats_core.query.result_cache import ResultCache
+
+
+def test_concurrent_callers_share_one_computation():
+    calls = 0
+
+    async def compute():
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return calls
+
+    async def main():
+        cache = ResultCache(ttl_seconds=60)
+        results = await asyncio.gather(*(cache.get("k", compute) for _ in range(20)))
+        assert results == [1] * 20
+        assert await cache.get("other", compute) == 2
+
+    asyncio.run(main())
+
+
+def test_entries_expire():
+    async def main():
+        cache = ResultCache(ttl_seconds=0.01)
+        values = iter(range(10))
+
+        async def compute():
+            return next(values)
+
+        first = await cache.get("k", compute)
+        await asyncio.sleep(0.02)
+        assert await cache.get("k", compute) == first + 1
+
+    asyncio.run(main())
+
+
+def test_errors_are_not_cached():
+    attempts = []
+
+    async def compute():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("database down")
+        return "ok"
+
+    async def main():
+        cache = ResultCache(ttl_seconds=60)
+        with pytest.raises(RuntimeError):
+            await cache.get("k", compute)
+        assert await cache.get("k", compute) == "ok"
+
+    asyncio.run(main())
+
+
+def test_a_zero_ttl_disables_the_cache():
+    async def main():
+        cache = ResultCache(ttl_seconds=0)
+        values = iter(range(10))
+
+        async def compute():
+            return next(values)
+
+        assert [await cache.get("k", compute) for _ in range(3)] == [0, 1, 2]
+
+    asyncio.run(main())

@@ -27,7 +27,7 @@ $(RUN)/system.stamp: scripts/install_system.sh
 	@touch $@
 
 PROTOS := $(shell find protos -name '*.proto')
-$(RUN)/protos.stamp: $(RUN)/venv.stamp $(PROTOS) scripts/gen_protos.sh
+$(RUN)/protos.stamp: $(RUN)/venv.stamp $(PROTOS) scripts/gen_protos.sh services/edgestats_stack/openapi.py
 	bash scripts/gen_protos.sh $(CURDIR)/$(BIN)/python
 	@touch $@
 

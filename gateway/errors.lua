@@ -1,6 +1,13 @@
 -- Turns a service's gRPC error into the documented JSON error body (PLATFORM-NOTES §2):
 -- services abort with grpc-message = the exact JSON body. Native gRPC callers are untouched.
 function envoy_on_request(handle)
+  -- HTTP allows header names gRPC metadata does not (e.g. "x%y"): the service would fail
+  -- the call (500) before any of our code runs, so such headers are dropped here.
+  local illegal = {}
+  for name, _ in pairs(handle:headers()) do
+    if name:sub(1, 1) ~= ":" and name:find("[^a-z0-9%-%._]") then illegal[#illegal + 1] = name end
+  end
+  for _, name in ipairs(illegal) do handle:headers():remove(name) end
   local ctype = handle:headers():get("content-type") or ""
   if ctype:sub(1, 16) == "application/grpc" then
     handle:streamInfo():dynamicMetadata():set("edgestats", "grpc", "1")

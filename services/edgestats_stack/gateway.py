@@ -46,8 +46,17 @@ def _docs_routes(openapi_json: Path) -> str:
     return "\n".join(f"              - {json.dumps(r)}" for r in routes)
 
 
+def _endpoints(ports: list[int]) -> str:
+    """One lb_endpoint per service process (Envoy balances round robin)."""
+    return "\n".join(
+        "        - endpoint: {address: {socket_address: {address: 127.0.0.1, "
+        f"port_value: {port}}}}}}}"
+        for port in ports
+    )
+
+
 def render(
-    *, host: str, port: int, admin_port: int, metrics_port: int, descriptor: Path,
+    *, host: str, port: int, admin_port: int, metrics_ports: list[int], descriptor: Path,
     openapi_json: Path,
 ) -> str:
     template = Template((GATEWAY_DIR / "envoy.yaml").read_text())
@@ -55,7 +64,7 @@ def render(
         host=host,
         port=port,
         admin_port=admin_port,
-        metrics_port=metrics_port,
+        metrics_endpoints=_endpoints(metrics_ports),
         descriptor=str(descriptor),
         gateway_dir=str(GATEWAY_DIR),
         docs_routes=_docs_routes(openapi_json),

@@ -231,6 +231,9 @@ class _Builder:
         self.schemas: dict[str, Schema] = {}
         self.paths: dict[str, dict[str, Schema]] = {}
         self.operation_ids: set[str] = set()
+        # request message -> fields some binding takes from the path; the gateway never reads
+        # them from the query string (ignored_query_parameters), so they are not query params
+        self.path_only: dict[str, set[str]] = {}
 
     # -- schemas ----------------------------------------------------------------------------
 
@@ -295,26 +298,31 @@ class _Builder:
             param["description"] = text
         return param
 
-    def query_fields(self, request: Descriptor, path_params: list[str], body: str) -> list:
+    def query_fields(
+        self, request: Descriptor, path_params: list[str], body: str, path_only: set[str]
+    ) -> list:
         """Request fields the transcoder reads from the query string."""
         if body == "*" or request.full_name == HTTP_BODY:
             return []
         fields = []
         for field in request.fields:
-            if field.name in path_params or field.name == body or _is_map(field):
+            skip = field.name in path_params or field.name in path_only or field.name == body
+            if skip or _is_map(field):
                 continue
             msg = field.message_type
             if msg is None or msg.full_name in _WRAPPERS or msg.full_name in _WELL_KNOWN:
                 fields.append(field)
         return fields
 
-    def parameters(self, request: Descriptor, path_params: list[str], body: str) -> list:
+    def parameters(
+        self, request: Descriptor, path_params: list[str], body: str, path_only: set[str]
+    ) -> list:
         """Path parameters, then the query parameters of the remaining request fields."""
         fields = request.fields_by_name
         params = [self.parameter(fields.get(name), name, "path") for name in path_params]
         params += [
             self.parameter(f, f.name, "query")
-            for f in self.query_fields(request, path_params, body)
+            for f in self.query_fields(request, path_params, body, path_only)
         ]
         return params
 
@@ -372,11 +380,21 @@ class _Builder:
         }
         return {"200": ok, **errors}
 
+    def note_path_params(self, method: MethodDescriptor) -> None:
+        """Record which request fields `method` binds to path segments."""
+        rule, _ = self.options.read(method)
+        if rule is None:
+            return
+        names = self.path_only.setdefault(method.input_type.full_name, set())
+        for _, template, _ in _bindings(rule):
+            names.update(_path_template(template)[1])
+
     def add_method(self, service: ServiceDescriptor, method: MethodDescriptor) -> None:
         """Add one operation per binding of `method`'s http rule."""
         rule, option = self.options.read(method)
         if rule is None:
             return
+        path_only = self.path_only.get(method.input_type.full_name, set())
         for n, (verb, template, body) in enumerate(_bindings(rule)):
             path, path_params = _path_template(template)
             op_id = f"{service.name}_{method.name}" + (f"_{n}" if n else "")
@@ -392,7 +410,7 @@ class _Builder:
                 op["summary"] = comment.splitlines()[0]
                 if comment != op["summary"]:
                     op["description"] = comment
-            if params := self.parameters(method.input_type, path_params, body):
+            if params := self.parameters(method.input_type, path_params, body, path_only):
                 op["parameters"] = params
             if (request_body := self.request_body(method.input_type, body)) is not None:
                 op["requestBody"] = request_body
@@ -441,15 +459,20 @@ def build_openapi(descriptor_set_bytes: bytes) -> dict:
     """The OpenAPI 3.0.3 document of every `edgestats.*` service in a FileDescriptorSet."""
     pool, files = _load(descriptor_set_bytes)
     builder = _Builder(pool, _comments(files))
+    services = [
+        pool.FindServiceByName(_join(file.package, service_proto.name))
+        for file in files
+        if file.package.startswith(PACKAGE_PREFIX)
+        for service_proto in file.service
+    ]
+    for service in services:
+        for method in service.methods:
+            builder.note_path_params(method)
     tags = []
-    for file in files:
-        if not file.package.startswith(PACKAGE_PREFIX):
-            continue
-        for service_proto in file.service:
-            service = pool.FindServiceByName(_join(file.package, service_proto.name))
-            tags.append(_described({"name": service.name}, builder.comments.get(service.full_name)))
-            for method in service.methods:
-                builder.add_method(service, method)
+    for service in services:
+        tags.append(_described({"name": service.name}, builder.comments.get(service.full_name)))
+        for method in service.methods:
+            builder.add_method(service, method)
     return _document(builder, tags)
 
 

@@ -87,10 +87,11 @@ def spawn(
 
 
 def start_service(
-    module: str, run_dir: Path, port: int, env: dict[str, str], detach: bool = False
+    module: str, run_dir: Path, port: int, env: dict[str, str], detach: bool = False,
+    name: str | None = None,
 ) -> Process:
     cmd = [sys.executable, "-m", module]
-    return spawn(module, cmd, run_dir, {**env, "EDGESTATS_PORT": str(port)}, detach)
+    return spawn(name or module, cmd, run_dir, {**env, "EDGESTATS_PORT": str(port)}, detach)
 
 
 def start_envoy(config: Path, run_dir: Path, detach: bool = False) -> Process:

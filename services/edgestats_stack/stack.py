@@ -53,19 +53,22 @@ def start_stack(
     env: dict[str, str] | None = None, detach: bool = False,
 ) -> Stack:
     """Start the metrics service and Envoy on free ports (Envoy on `port` when given)."""
-    metrics_port, admin_port = free_port(), free_port()
-    http_port = port or free_port()
+    admin_port, http_port = free_port(), port or free_port()
+    workers = int(os.environ.get("EDGESTATS_WORKERS", "2"))
+    metrics_ports = [free_port() for _ in range(workers)]
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}")
     try:
-        metrics = start_service(
-            "metrics_service", run_dir, metrics_port, {"DATABASE_URL": db_url, **(env or {})},
-            detach,
-        )
-        stack.processes.append(metrics)
-        wait_grpc_healthy(metrics_port, metrics)
+        for index, metrics_port in enumerate(metrics_ports):
+            metrics = start_service(
+                "metrics_service", run_dir, metrics_port,
+                {"DATABASE_URL": db_url, **(env or {})}, detach, name=f"metrics_service-{index}",
+            )
+            stack.processes.append(metrics)
+        for metrics_port, metrics in zip(metrics_ports, stack.processes, strict=True):
+            wait_grpc_healthy(metrics_port, metrics)
         config = run_dir / "envoy.yaml"
         config.write_text(gateway.render(
-            host=host, port=http_port, admin_port=admin_port, metrics_port=metrics_port,
+            host=host, port=http_port, admin_port=admin_port, metrics_ports=metrics_ports,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))
         envoy = start_envoy(config, run_dir, detach)

@@ -50,11 +50,12 @@ def prepare_database(url: str) -> list[str]:
 
 def start_stack(
     run_dir: Path, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
-    env: dict[str, str] | None = None, detach: bool = False,
+    env: dict[str, str] | None = None, detach: bool = False, workers: int | None = None,
 ) -> Stack:
-    """Start the metrics service and Envoy on free ports (Envoy on `port` when given)."""
+    """Start `workers` metrics service processes (default EDGESTATS_WORKERS, 2) and Envoy on
+    free ports (Envoy on `port` when given)."""
     admin_port, http_port = free_port(), port or free_port()
-    workers = int(os.environ.get("EDGESTATS_WORKERS", "2"))
+    workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
     metrics_ports = [free_port() for _ in range(workers)]
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}")
     try:

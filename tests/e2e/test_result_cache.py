@@ -21,7 +21,8 @@ TTL = 1.5
 def cached_api(db_url, frozen_now, tmp_path_factory):
     env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(),
            "EDGESTATS_RESULT_CACHE_SECONDS": str(TTL)}
-    stack = start_stack(Path(tmp_path_factory.mktemp("cached")), db_url, env=env)
+    # one worker: each process has its own cache, and Envoy alternates between workers
+    stack = start_stack(Path(tmp_path_factory.mktemp("cached")), db_url, env=env, workers=1)
     with Api(stack.http_url) as api:
         yield api
     stack.stop()

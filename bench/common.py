@@ -62,7 +62,8 @@ def start_profiled_stack(run_dir: Path, db_url: str, profile: Path, env: dict[st
         wait_grpc_healthy(metrics_port, metrics)
         config = run_dir / "envoy.yaml"
         config.write_text(gateway.render(
-            host="127.0.0.1", port=http_port, admin_port=admin_port, metrics_ports=[metrics_port],
+            host="127.0.0.1", port=http_port, admin_port=admin_port,
+            service_ports={"metrics": [metrics_port]},
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))
         envoy = start_envoy(config, run_dir)

@@ -8,6 +8,8 @@ from string import Template
 
 import swagger_ui_bundle
 
+from edgestats_stack.services import SERVICES, ServiceSpec
+
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_DIR = REPO / "gateway"
 DOCS_PREFIX = "/analytics/docs/"
@@ -46,26 +48,59 @@ def _docs_routes(openapi_json: Path) -> str:
     return "\n".join(f"              - {json.dumps(r)}" for r in routes)
 
 
-def _endpoints(ports: list[int]) -> str:
-    """One lb_endpoint per service process (Envoy balances round robin)."""
-    return "\n".join(
-        "        - endpoint: {address: {socket_address: {address: 127.0.0.1, "
-        f"port_value: {port}}}}}}}"
-        for port in ports
-    )
+def _grpc_routes(services: tuple[ServiceSpec, ...]) -> str:
+    """Native gRPC (and transcoded) calls to each service's cluster; health and reflection
+    through the gateway reach the first service."""
+    routes = [
+        {"match": {"prefix": f"/{name}/", "grpc": {}},
+         "route": {"cluster": spec.cluster, "timeout": "60s"}}
+        for spec in services for name in spec.grpc_services
+    ]
+    routes.append({"match": {"prefix": "/grpc.", "grpc": {}},
+                   "route": {"cluster": services[0].cluster, "timeout": "60s"}})
+    return "\n".join(f"              - {json.dumps(r)}" for r in routes)
+
+
+def _cluster(name: str, ports: list[int]) -> str:
+    """A cluster of service processes (HTTP/2), balanced round robin."""
+    options = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    cluster = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": 16 * 1024 * 1024,
+        "typed_extension_protocol_options": {
+            options: {
+                "@type": f"type.googleapis.com/{options}",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                              "port_value": port}}}}
+                for port in ports
+            ]}],
+        },
+    }
+    return f"  - {json.dumps(cluster)}"
 
 
 def render(
-    *, host: str, port: int, admin_port: int, metrics_ports: list[int], descriptor: Path,
-    openapi_json: Path,
+    *, host: str, port: int, admin_port: int, service_ports: dict[str, list[int]],
+    descriptor: Path, openapi_json: Path, services: tuple[ServiceSpec, ...] = SERVICES,
 ) -> str:
+    """envoy.yaml for the given ports; `service_ports` maps each cluster to its processes."""
     template = Template((GATEWAY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         host=host,
         port=port,
         admin_port=admin_port,
-        metrics_endpoints=_endpoints(metrics_ports),
         descriptor=str(descriptor),
         gateway_dir=str(GATEWAY_DIR),
         docs_routes=_docs_routes(openapi_json),
+        grpc_routes=_grpc_routes(services),
+        transcoded_services=json.dumps([n for spec in services for n in spec.grpc_services]),
+        clusters="\n".join(_cluster(s.cluster, service_ports[s.cluster]) for s in services),
     )

@@ -1,4 +1,4 @@
-"""The whole local stack: database, metrics service and Envoy, for `make run` and the tests."""
+"""The whole local stack: database, the services and Envoy, for `make run` and the tests."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from edgestats_stack.processes import (
     wait_envoy_ready,
     wait_grpc_healthy,
 )
+from edgestats_stack.services import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 GEN = REPO / "gen"
@@ -52,24 +53,27 @@ def start_stack(
     run_dir: Path, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
     env: dict[str, str] | None = None, detach: bool = False, workers: int | None = None,
 ) -> Stack:
-    """Start `workers` metrics service processes (default EDGESTATS_WORKERS, 2) and Envoy on
+    """Start `workers` processes of every service (default EDGESTATS_WORKERS, 2) and Envoy on
     free ports (Envoy on `port` when given)."""
     admin_port, http_port = free_port(), port or free_port()
     workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
-    metrics_ports = [free_port() for _ in range(workers)]
+    service_ports = {spec.cluster: [free_port() for _ in range(workers)] for spec in SERVICES}
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}")
     try:
-        for index, metrics_port in enumerate(metrics_ports):
-            metrics = start_service(
-                "metrics_service", run_dir, metrics_port,
-                {"DATABASE_URL": db_url, **(env or {})}, detach, name=f"metrics_service-{index}",
-            )
-            stack.processes.append(metrics)
-        for metrics_port, metrics in zip(metrics_ports, stack.processes, strict=True):
-            wait_grpc_healthy(metrics_port, metrics)
+        started = []
+        for spec in SERVICES:
+            for index, service_port in enumerate(service_ports[spec.cluster]):
+                process = start_service(
+                    spec.module, run_dir, service_port, {"DATABASE_URL": db_url, **(env or {})},
+                    detach, name=f"{spec.module}-{index}",
+                )
+                stack.processes.append(process)
+                started.append((service_port, process))
+        for service_port, process in started:
+            wait_grpc_healthy(service_port, process)
         config = run_dir / "envoy.yaml"
         config.write_text(gateway.render(
-            host=host, port=http_port, admin_port=admin_port, metrics_ports=metrics_ports,
+            host=host, port=http_port, admin_port=admin_port, service_ports=service_ports,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))
         envoy = start_envoy(config, run_dir, detach)

@@ -1,0 +1,23 @@
+"""The gRPC service processes of edgestats and what the gateway routes to each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service process kind: `python -m module`, its Envoy cluster and its gRPC services."""
+
+    module: str
+    cluster: str
+    grpc_services: tuple[str, ...]
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        "metrics_service",
+        "metrics",
+        ("edgestats.metrics.v1.LegacyStatsService", "edgestats.metrics.v1.BeaconIngestService"),
+    ),
+)

@@ -75,3 +75,20 @@ BY_DRUID: dict[str, Column] = {c.druid: c for c in COLUMNS}
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 REQUIRED: tuple[str, ...] = ("__time", "CustomerId", "SessionId", "Source")
 SOURCES: tuple[str, ...] = ("cdn", "p2p")
+
+# Columns that identify a session or a node: raw (realtime) data only, never rolled up.
+PER_SESSION: frozenset[str] = frozenset(
+    {"session_id", "node_id", "receive_from_node_id", "ip", "latitude", "longitude"}
+)
+# Rollup dimensions: every descriptive column but the tenant, time and per-session ones,
+# plus the rendered video height (a small set of values the APIs group by).
+DIMENSIONS: tuple[Column, ...] = tuple(
+    c for c in COLUMNS
+    if (c.type in ("string", "bool") or c.name == "video_resolution_height")
+    and c.name not in PER_SESSION and c.name != "customer_id"
+)
+# Rollup measures: sum, count (non-null), min and max of every other numeric column.
+MEASURES: tuple[Column, ...] = tuple(
+    c for c in COLUMNS
+    if c.type in ("int", "double") and c.name not in PER_SESSION and c not in DIMENSIONS
+)

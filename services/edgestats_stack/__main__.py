@@ -56,6 +56,14 @@ def up(port: int) -> None:
     print("\n".join(lines))
 
 
+def airflow() -> None:
+    from edgestats_stack import airflow as airflow_stack
+
+    admin, db_url = database_url(RUN_DIR)
+    prepare_database(db_url)
+    airflow_stack.up(RUN_DIR, admin, db_url)
+
+
 def down() -> None:
     stop_all(RUN_DIR)
     if not os.environ.get("DATABASE_URL"):
@@ -65,11 +73,11 @@ def down() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="edgestats_stack")
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "airflow"])
     default_port = int(os.environ.get("EDGESTATS_HTTP_PORT", 8080))
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
-    up(args.port) if args.command == "up" else down()
+    {"up": lambda: up(args.port), "down": down, "airflow": airflow}[args.command]()
 
 
 if __name__ == "__main__":

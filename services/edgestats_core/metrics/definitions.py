@@ -112,3 +112,17 @@ STAT_METRICS: dict[str, StatMetric] = {
         "connection_types", "none", "advanced", lambda s: "", "connection_type"
     ),
 }
+
+
+# A beacon counts for the optimal viewport when playing or buffering with a known resolution;
+# it is optimal when the viewport is at most 1 % larger than the video (either side) or it
+# plays the top rendition ("1 of N": renditions are numbered from the best).
+VIEWPORT_QUALIFIES = (
+    "player_state IN ('playing', 'buffering')"
+    " AND video_resolution_width > 0 AND video_resolution_height > 0"
+)
+VIEWPORT_OPTIMAL = (
+    "((viewport_height - video_resolution_height)::float8 / video_resolution_height <= 0.01"
+    " OR (viewport_width - video_resolution_width)::float8 / video_resolution_width <= 0.01"
+    " OR representation_id LIKE '1 of%')"
+)

@@ -33,26 +33,27 @@ _OPTIMAL = f"({VIEWPORT_OPTIMAL})".replace("%", "%%")
 _SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
 
 
-def _minute_sql() -> str:
-    """Minute rows of [start, end) from raw beacons: per-session partials first, so a session's
-    join time is its own maximum and the viewport flags are per session."""
+def minute_select(where: str) -> str:
+    """Minute rollup rows (the beacons_minute columns) aggregated from the raw beacons matching
+    `where`: per-session partials first, so a session's join time is its own maximum and the
+    viewport flags are per session. Also the on-the-fly source of not-yet-rolled hours."""
     partials = ", ".join(
         f"sum({m.name}) AS sum_{m.name}, count({m.name}) AS count_{m.name},"
         f" min({m.name}) AS min_{m.name}, max({m.name}) AS max_{m.name}"
         for m in MEASURES
     )
     totals = ", ".join(
-        f"sum(sum_{m.name}), sum(count_{m.name}), min(min_{m.name}), max(max_{m.name})"
+        f"sum(sum_{m.name}) AS sum_{m.name}, sum(count_{m.name}) AS count_{m.name},"
+        f" min(min_{m.name}) AS min_{m.name}, max(max_{m.name}) AS max_{m.name}"
         for m in MEASURES
     )
     return f"""
-    INSERT INTO beacons_minute
-    SELECT customer_id, "time", {_DIMS}, sum(beacons), {totals},
-           {_SESSION_HLL},
-           {_SESSION_HLL} FILTER (WHERE viewport),
-           {_SESSION_HLL} FILTER (WHERE optimal),
-           tdigest(join_time, {TDIGEST_COMPRESSION}),
-           tdigest(downlink_speed)
+    SELECT customer_id, "time", {_DIMS}, sum(beacons) AS beacons, {totals},
+           {_SESSION_HLL} AS sessions,
+           {_SESSION_HLL} FILTER (WHERE viewport) AS viewport_sessions,
+           {_SESSION_HLL} FILTER (WHERE optimal) AS optimal_sessions,
+           tdigest(join_time, {TDIGEST_COMPRESSION}) AS join_time,
+           tdigest(downlink_speed) AS downlink_speed
     FROM (
         SELECT customer_id, date_trunc('minute', "time") AS "time", {_DIMS}, session_id,
                count(*) AS beacons, {partials},
@@ -61,7 +62,7 @@ def _minute_sql() -> str:
                bool_or({_QUALIFIES} AND {_OPTIMAL}) AS optimal,
                tdigest(downlink_speed, {TDIGEST_COMPRESSION}) AS downlink_speed
         FROM beacons
-        WHERE "time" >= %(start)s AND "time" < %(end)s
+        WHERE {where}
         GROUP BY customer_id, 2, {_DIMS}, session_id
     ) per_session
     GROUP BY customer_id, "time", {_DIMS}
@@ -85,7 +86,9 @@ def _hour_sql() -> str:
     """
 
 
-MINUTE_SQL = _minute_sql()
+MINUTE_SQL = "INSERT INTO beacons_minute " + minute_select(
+    '"time" >= %(start)s AND "time" < %(end)s'
+)
 HOUR_SQL = _hour_sql()
 
 

@@ -22,6 +22,12 @@ class Settings:
     key_cache_seconds: float = 10.0
     # How long an identical query's answer is reused (0 disables; realtime freshness is 5 s).
     result_cache_seconds: float = 1.0
+    # Per key (CONTRACT §9): sustained requests/s and burst; per tier with *_LITE/*_ADVANCED.
+    rate_limit: float = 20.0
+    rate_burst: float = 100.0
+    rate_limits_by_tier: tuple[tuple[str, float, float], ...] = ()
+    # Processes of this service behind the gateway (they split each key's limit).
+    workers: int = 1
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -37,6 +43,14 @@ class Settings:
             "frozen_now": datetime.fromisoformat(frozen).astimezone(UTC) if frozen else None,
             "key_cache_seconds": float(env.get("EDGESTATS_KEY_CACHE_SECONDS", "10")),
             "result_cache_seconds": float(env.get("EDGESTATS_RESULT_CACHE_SECONDS", "1")),
+            "rate_limit": float(env.get("EDGESTATS_RATE_LIMIT", "20")),
+            "rate_burst": float(env.get("EDGESTATS_RATE_BURST", "100")),
+            "rate_limits_by_tier": tuple(
+                (tier, float(env[f"EDGESTATS_RATE_LIMIT_{tier.upper()}"]),
+                 float(env.get(f"EDGESTATS_RATE_BURST_{tier.upper()}", "100")))
+                for tier in ("lite", "advanced") if f"EDGESTATS_RATE_LIMIT_{tier.upper()}" in env
+            ),
+            "workers": int(env.get("EDGESTATS_WORKERS", "1")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -114,3 +114,24 @@ class PayloadTooLarge(ApiError):
 
     def body(self) -> dict:
         return {"detail": f"Payload Too Large: {self.limit}"}
+
+
+class GatewayTimeout(ApiError):
+    """504: a query ran past its time budget and was cancelled in PostgreSQL."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+
+    def body(self) -> dict:
+        return {"detail": "Gateway Timeout: the query ran past its time budget and was cancelled"}
+
+
+@dataclass
+class TooManyRequests(ApiError):
+    """429 when a key exceeds its rate (CONTRACT §9); `retry_after` in seconds."""
+
+    retry_after: int = 1
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def body(self) -> dict:
+        return {"detail": "Too Many Requests"}

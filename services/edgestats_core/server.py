@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.tenancy.interceptor import KeyResolver, TenancyInterceptor
+from edgestats_core.tenancy.rate_limits import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,13 @@ async def start_server(
     """Open the pool, build the services, bind the port (0 = any) and start serving."""
     db = Database(settings.database_url, settings.pool_min, settings.pool_max)
     await db.open()
-    interceptor = TenancyInterceptor(KeyResolver(db, settings.key_cache_seconds), public_methods)
+    limiter = RateLimiter(
+        Limit(settings.rate_limit, settings.rate_burst),
+        {tier: Limit(rate, burst) for tier, rate, burst in settings.rate_limits_by_tier},
+        workers=settings.workers,
+    )
+    resolver = KeyResolver(db, settings.key_cache_seconds)
+    interceptor = TenancyInterceptor(resolver, public_methods, limiter)
     server = grpc.aio.server(
         interceptors=[interceptor],
         options=[

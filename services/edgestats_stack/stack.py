@@ -63,9 +63,11 @@ def start_stack(
         started = []
         for spec in SERVICES:
             for index, service_port in enumerate(service_ports[spec.cluster]):
+                process_env = {"DATABASE_URL": db_url, "EDGESTATS_WORKERS": str(workers),
+                               **(env or {})}
                 process = start_service(
-                    spec.module, run_dir, service_port, {"DATABASE_URL": db_url, **(env or {})},
-                    detach, name=f"{spec.module}-{index}",
+                    spec.module, run_dir, service_port, process_env, detach,
+                    name=f"{spec.module}-{index}",
                 )
                 stack.processes.append(process)
                 started.append((service_port, process))

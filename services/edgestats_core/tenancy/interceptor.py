@@ -17,7 +17,13 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from edgestats_core.db import Database
-from edgestats_core.errors import ApiError, BadRequest, FieldError, NotAuthenticated
+from edgestats_core.errors import (
+    ApiError,
+    BadRequest,
+    FieldError,
+    NotAuthenticated,
+    TooManyRequests,
+)
 from edgestats_core.tenancy.api_keys import (
     LOOKUP_SQL,
     hash_key,
@@ -25,10 +31,13 @@ from edgestats_core.tenancy.api_keys import (
     principal_from_row,
 )
 from edgestats_core.tenancy.principals import Principal
+from edgestats_core.tenancy.rate_limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
 _principal: ContextVar[Principal | None] = ContextVar("edgestats_principal", default=None)
+# Response headers of the call being served, sent with its answer (success or error).
+_headers: ContextVar[list[tuple[str, str]] | None] = ContextVar("edgestats_headers", default=None)
 
 # gRPC infrastructure that answers without a key.
 PUBLIC_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
@@ -69,18 +78,44 @@ class KeyResolver:
         return principal
 
 
+def add_response_header(name: str, value: str) -> None:
+    """A header for the current call's answer (e.g. X-Druid-SQL-Query-Id). Handlers must not
+    send initial metadata themselves: metadata sent before an error empties the error body."""
+    headers = _headers.get()
+    if headers is None:
+        headers = []
+        _headers.set(headers)
+    headers.append((name.lower(), value))
+
+
 async def abort_with(context: grpc.aio.ServicerContext, error: ApiError) -> None:
-    """Abort with the documented JSON body as grpc-message (the gateway makes it the HTTP body)."""
-    trailing = (("x-http-status", str(error.http_status)),) if error.http_status else ()
-    await context.abort(error.code, error.message(), trailing_metadata=trailing)
+    """Abort with the documented JSON body as grpc-message (the gateway makes it the HTTP body);
+    response headers travel as trailing metadata, which the gateway turns into headers."""
+    trailing = list(_headers.get() or ())
+    if error.http_status:
+        trailing.append(("x-http-status", str(error.http_status)))
+    if isinstance(error, TooManyRequests):
+        trailing.append(("retry-after", str(error.retry_after)))
+    await context.abort(error.code, error.message(), trailing_metadata=tuple(trailing))
+
+
+async def send_headers(context: grpc.aio.ServicerContext) -> None:
+    """Send the collected response headers with a successful answer."""
+    headers = _headers.get()
+    if headers:
+        await context.send_initial_metadata(tuple(headers))
 
 
 class TenancyInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates every call except `public_methods` and gRPC infrastructure."""
 
-    def __init__(self, resolver: KeyResolver, public_methods: frozenset[str]) -> None:
+    def __init__(
+        self, resolver: KeyResolver, public_methods: frozenset[str],
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.resolver = resolver
         self.public_methods = public_methods
+        self.limiter = limiter
 
     async def intercept_service(
         self,
@@ -94,9 +129,22 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
         public = details.method in self.public_methods
 
         async def enter() -> None:
-            _principal.set(None if public else await self.resolver.resolve(auth))
+            _headers.set(None)
+            principal = None if public else await self.resolver.resolve(auth)
+            _principal.set(principal)
+            if principal is not None and self.limiter is not None:
+                self.check_rate(principal)
 
         return _wrap(handler, enter)
+
+
+    def check_rate(self, principal: Principal) -> None:
+        """Spend a token of the key's bucket; the answer carries X-RateLimit-* either way."""
+        decision = self.limiter.take(principal.key_id, principal.tier)
+        add_response_header("x-ratelimit-limit", f"{decision.limit:g}")
+        add_response_header("x-ratelimit-remaining", str(decision.remaining))
+        if not decision.allowed:
+            raise TooManyRequests(retry_after=decision.retry_after)
 
 
 class _Undecodable:
@@ -134,7 +182,9 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
             try:
                 await enter()
                 _check_decoded(request)
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                await send_headers(context)
+                return response
             except ApiError as error:
                 await abort_with(context, error)
             except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
@@ -153,7 +203,11 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
             try:
                 await enter()
                 _check_decoded(request)
+                first = True
                 async for item in behavior(request, context):
+                    if first:  # computed before the first message: headers go with it
+                        await send_headers(context)
+                        first = False
                     yield item
             except ApiError as error:
                 await abort_with(context, error)

@@ -1,0 +1,74 @@
+"""PostgreSQL down (CONTRACT §9): 503 within 2 s, /ping still pong, and recovery without a restart.
+
+Runs its own PostgreSQL cluster (so stopping it disturbs no other test) and its own stack.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+
+from edgestats_core.tenancy.api_keys import create_customer_key
+from edgestats_stack import postgres
+from edgestats_stack.processes import free_port
+from edgestats_stack.stack import REPO, prepare_database, start_stack
+from tests.e2e.api import Api
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def outage():
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("needs a local cluster it may stop (DATABASE_URL is set)")
+    # under .run/ rather than pytest's tmp (mode 700): PostgreSQL runs as its own user
+    run_dir = REPO / ".run" / f"outage-{uuid.uuid4().hex[:8]}"
+    admin = postgres.ensure_cluster(run_dir, free_port())
+    url = postgres.create_database(admin, "edgestats")
+    prepare_database(url)
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        key = create_customer_key(conn, "outage-customer", "emea", "lite")
+    stack = start_stack(run_dir, url, workers=1)
+    with Api(stack.http_url) as api:
+        yield api, key, run_dir
+    stack.stop()
+    postgres.stop_cluster(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_503_within_two_seconds_then_recovery(outage):
+    api, key, run_dir = outage
+    assert api.get("/summary", key, time="1h").status_code == 200
+    postgres.stop_cluster(run_dir)
+    try:
+        for path, params in [("/summary", {"time": "1h"}), ("/stats/throughput/agg",
+                                                             {"time": "10m", "source": "cdn"})]:
+            started = time.monotonic()
+            # a new key is resolved from the database too: both paths must fail fast
+            response = api.get(path, key, **params)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json() == {"detail": "Service Unavailable"}
+            assert elapsed < 2.5, elapsed
+        assert api.get("/ping").text == "pong"
+        db_ping = api.get("/ping/db")
+        assert db_ping.status_code == 503 and db_ping.json() == {"detail": "Service Unavailable"}
+        beacon = {"__time": int(time.time()) * 1000, "CustomerId": "outage-customer",
+                  "SessionId": "s", "Source": "cdn"}
+        ingest = api.ingest(key, [beacon])  # the whole batch, never a partial accept
+        assert ingest.status_code == 503 and ingest.json() == {"detail": "Service Unavailable"}
+    finally:
+        postgres.ensure_cluster(run_dir, 0)  # port already configured at initdb
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if api.get("/summary", key, time="1h").status_code == 200:
+            break
+        time.sleep(0.5)
+    assert api.get("/summary", key, time="1h").status_code == 200
+    assert api.get("/ping/db").text == "pong"

@@ -26,6 +26,8 @@ class Settings:
     rate_limit: float = 20.0
     rate_burst: float = 100.0
     rate_limits_by_tier: tuple[tuple[str, float, float], ...] = ()
+    # Time budget of every statement; past it PostgreSQL cancels it and the answer is 504.
+    statement_timeout_ms: int = 30_000
     # Processes of this service behind the gateway (they split each key's limit).
     workers: int = 1
 
@@ -51,6 +53,7 @@ class Settings:
                 for tier in ("lite", "advanced") if f"EDGESTATS_RATE_LIMIT_{tier.upper()}" in env
             ),
             "workers": int(env.get("EDGESTATS_WORKERS", "1")),
+            "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

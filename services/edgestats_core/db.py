@@ -10,23 +10,33 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from edgestats_core.errors import Unavailable
+from edgestats_core.errors import GatewayTimeout, Unavailable
 
 # How long a request waits for a pooled connection before answering 503.
 CONNECT_TIMEOUT_SECONDS = 2.0
+# Every statement's time budget: past it PostgreSQL cancels the query (answered 504), so a
+# query over budget never keeps running after its caller gave up. Below Envoy's route timeout.
+STATEMENT_TIMEOUT_MS = 30_000
 
 
 class Database:
     """A pooled PostgreSQL connection source for one service process."""
 
-    def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, min_size: int = 2, max_size: int = 10,
+        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    ) -> None:
         self.pool = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             open=False,
             timeout=CONNECT_TIMEOUT_SECONDS,
-            kwargs={"autocommit": True, "connect_timeout": 2},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": 2,
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+            },
             check=AsyncConnectionPool.check_connection,
         )
 
@@ -42,6 +52,8 @@ class Database:
         try:
             async with self.pool.connection() as conn:
                 yield conn
+        except psycopg.errors.QueryCanceled as exc:  # statement_timeout (an OperationalError)
+            raise GatewayTimeout() from exc
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
             raise Unavailable() from exc
         except TimeoutError as exc:  # psycopg_pool.PoolTimeout subclasses OperationalError too

@@ -45,7 +45,9 @@ async def start_server(
     public_methods: frozenset[str] = frozenset(),
 ) -> RunningServer:
     """Open the pool, build the services, bind the port (0 = any) and start serving."""
-    db = Database(settings.database_url, settings.pool_min, settings.pool_max)
+    db = Database(
+        settings.database_url, settings.pool_min, settings.pool_max, settings.statement_timeout_ms
+    )
     await db.open()
     limiter = RateLimiter(
         Limit(settings.rate_limit, settings.rate_burst),

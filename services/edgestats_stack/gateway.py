@@ -52,13 +52,27 @@ def _grpc_routes(services: tuple[ServiceSpec, ...]) -> str:
     """Native gRPC (and transcoded) calls to each service's cluster; health and reflection
     through the gateway reach the first service."""
     routes = [
-        {"match": {"prefix": f"/{name}/", "grpc": {}},
-         "route": {"cluster": spec.cluster, "timeout": "60s"}}
+        {"match": {"prefix": f"/{name}/", "grpc": {}}, "route": _route(spec.cluster)}
         for spec in services for name in spec.grpc_services
     ]
     routes.append({"match": {"prefix": "/grpc.", "grpc": {}},
-                   "route": {"cluster": services[0].cluster, "timeout": "60s"}})
+                   "route": _route(services[0].cluster)})
     return "\n".join(f"              - {json.dumps(r)}" for r in routes)
+
+
+def _route(cluster: str) -> dict:
+    """Timeout above the services' 30 s statement budget (so the service answers 504 itself);
+    retries only where the call never reached a service (a worker restarting): safe for every
+    RPC, and ingestion is idempotent anyway."""
+    return {
+        "cluster": cluster,
+        "timeout": "35s",
+        "retry_policy": {
+            "retry_on": "connect-failure,refused-stream,reset",
+            "num_retries": 2,
+            "per_try_timeout": "35s",
+        },
+    }
 
 
 def _cluster(name: str, ports: list[int]) -> str:
@@ -75,6 +89,16 @@ def _cluster(name: str, ports: list[int]) -> str:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         },
+        # bounded queues: past these Envoy answers 503 at once instead of piling up work
+        "circuit_breakers": {"thresholds": [{
+            "max_connections": 1024, "max_pending_requests": 256, "max_requests": 256,
+            "max_retries": 8,
+        }]},
+        # a stopped worker is taken out of rotation within seconds (gRPC health service)
+        "health_checks": [{
+            "timeout": "1s", "interval": "2s", "unhealthy_threshold": 2, "healthy_threshold": 1,
+            "grpc_health_check": {},
+        }],
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [

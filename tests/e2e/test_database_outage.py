@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,8 @@ def outage():
 
     with psycopg.connect(url) as conn:
         key = create_customer_key(conn, "outage-customer", "emea", "lite")
-    stack = start_stack(run_dir, url, workers=1)
+    # no result cache: the answers must come from the (stopped) database
+    stack = start_stack(run_dir, url, workers=1, env={"EDGESTATS_RESULT_CACHE_SECONDS": "0"})
     with Api(stack.http_url) as api:
         yield api, key, run_dir
     stack.stop()
@@ -72,3 +74,20 @@ def test_503_within_two_seconds_then_recovery(outage):
         time.sleep(0.5)
     assert api.get("/summary", key, time="1h").status_code == 200
     assert api.get("/ping/db").text == "pong"
+
+
+def test_a_query_over_its_time_budget_is_cancelled_with_504(db_url, frozen_now, tenants,
+                                                             tmp_path_factory):
+    """A 1 ms statement budget: PostgreSQL cancels the query; the answer is the documented 504."""
+    _, key = tenants.customer("advanced")
+    env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(), "EDGESTATS_STATEMENT_TIMEOUT_MS": "1",
+           "EDGESTATS_KEY_CACHE_SECONDS": "60"}
+    stack = start_stack(Path(tmp_path_factory.mktemp("slow")), db_url, env=env, workers=1)
+    try:
+        with Api(stack.http_url) as api:
+            answers = [api.get("/stats/os", key, time="2M") for _ in range(3)]
+        # the key lookup itself may be the statement that times out: 504 either way
+        assert {a.status_code for a in answers} == {504}, [a.text for a in answers]
+        assert answers[-1].json()["detail"].startswith("Gateway Timeout")
+    finally:
+        stack.stop()

@@ -94,3 +94,35 @@ def wire(beacon: dict) -> dict:
 
 def at(now: datetime, seconds_ago: int) -> datetime:
     return (now - timedelta(seconds=seconds_ago)).astimezone(UTC)
+
+
+AS_NAMES = ("TELEFONICA", "Comcast Cable", "DEUTSCHE TELEKOM AG", None, "")
+STREAM_STATES = ("live", "live", "vod", "dvr", None)
+VIDEO_SIZES = ((1920, 1080), (1280, 720), (640, 360), (0, 0), None)
+
+
+def v1_scenario(customer_id: str, now: datetime, seed: int = 1, sessions: int = 14) -> list[dict]:
+    """`scenario` plus the columns only the v1 metrics read: AsName/Asn and StreamState per
+    session, video and viewport sizes per beacon (some optimal, some not, some unknown)."""
+    rng = random.Random(seed * 7919)
+    beacons = scenario(customer_id, now, seed=seed, sessions=sessions)
+    per_session: dict[str, dict] = {}
+    for b in beacons:
+        fixed = per_session.setdefault(b["SessionId"], {
+            "AsName": rng.choice(AS_NAMES),
+            "StreamState": rng.choice(STREAM_STATES),
+            # "big": a viewport 50 % larger than the video and never the top rendition
+            "kind": rng.choice(("mixed", "mixed", "big")),
+        })
+        b.update({k: v for k, v in fixed.items() if k != "kind"})
+        if fixed["kind"] == "big":
+            b["Bitrate"], b["RepresentationId"] = RENDITIONS[1]
+        if b["AsName"]:
+            b["Asn"] = f"AS{len(b['AsName'])}"
+        size = rng.choice(VIDEO_SIZES)
+        if size is not None:
+            b["VideoResolutionWidth"], b["VideoResolutionHeight"] = size
+            scale = 1.5 if fixed["kind"] == "big" else rng.choice((1.0, 1.005, 1.5, 0.5))
+            b["ViewportWidth"] = int(size[0] * scale) if rng.random() > 0.1 else None
+            b["ViewportHeight"] = int(size[1] * scale) if rng.random() > 0.1 else None
+    return beacons

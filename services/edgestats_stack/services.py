@@ -18,6 +18,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "metrics_service",
         "metrics",
-        ("edgestats.metrics.v1.LegacyStatsService", "edgestats.metrics.v1.BeaconIngestService"),
+        (
+            "edgestats.metrics.v1.LegacyStatsService",
+            "edgestats.metrics.v1.BeaconIngestService",
+            "edgestats.metrics.v1.MetricsService",
+        ),
     ),
 )

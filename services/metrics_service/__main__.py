@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc, legacy_stats_service_pb2_grpc
+from edgestats.metrics.v1 import (
+    beacon_ingest_service_pb2_grpc,
+    legacy_stats_service_pb2_grpc,
+    metrics_service_pb2_grpc,
+)
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.server import ServiceBinding, serve_forever
-from metrics_service import beacon_ingest, legacy_stats
+from metrics_service import beacon_ingest, legacy_stats, v1_metrics
 
 
 def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
     legacy = legacy_stats.LegacyStatsServicer(db, settings)
     ingest = beacon_ingest.BeaconIngestServicer(db, settings)
+    metrics = v1_metrics.MetricsServicer(db, settings)
     return [
         ServiceBinding(
             legacy_stats.SERVICE,
@@ -27,6 +32,10 @@ def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
             lambda s: beacon_ingest_service_pb2_grpc.add_BeaconIngestServiceServicer_to_server(
                 ingest, s
             ),
+        ),
+        ServiceBinding(
+            v1_metrics.SERVICE,
+            lambda s: metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, s),
         ),
     ]
 

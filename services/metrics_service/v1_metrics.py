@@ -1,0 +1,141 @@
+"""MetricsService: thin adapters from the v1 metrics RPCs and Grafana helpers to JSON bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.api import httpbody_pb2
+from google.protobuf import json_format
+
+from edgestats.metrics.v1 import metrics_service_pb2  # noqa: F401 - descriptor for reflection
+from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
+from edgestats_core.http_query import QueryParams
+from edgestats_core.metrics.definitions import V1_METRICS, V1Metric
+from edgestats_core.query import layers, planner, v1_spec
+from edgestats_core.query.granularity import NAMES, grafana_value, parse_grafana_value
+from edgestats_core.query.result_cache import ResultCache
+from edgestats_core.tenancy.interceptor import current_principal
+from metrics_service import v1_rows
+from metrics_service.legacy_stats import json_body
+
+SERVICE = "edgestats.metrics.v1.MetricsService"
+
+# RPC name stem -> v1 metrics path; each has a Get<stem> and a GetReseller<stem> RPC.
+METRIC_RPCS: dict[str, str] = {
+    "Audience": "audience",
+    "AudienceByOs": "audience/os",
+    "AudienceByBrowser": "audience/browsers",
+    "AudienceByConnectionType": "audience/connection_types",
+    "AudienceByAsn": "audience/asn",
+    "Traffic": "traffic",
+    "OffloadPercentage": "traffic/offload/percentage",
+    "Throughput": "throughput",
+    "TrafficByAsn": "traffic/asn",
+    "TrafficPercentageByAsn": "traffic/asn/percentage",
+    "ViewingTime": "viewing_time",
+    "BufferHealth": "buffer_health",
+    "JoinTime": "qoe/join_time",
+    "OptimalViewportPercentage": "qoe/optimal_viewport/percentage",
+    "RebufferingRatio": "qoe/rebuffering/ratio",
+    "BufferFillingRate": "qoe/buffer_filling_rate",
+    "DroppedFrames": "qoe/dropped_frames",
+}
+
+
+def body_of(request) -> dict:
+    """The JSON body the caller sent: set Value fields as Python values (null as None)."""
+    body: dict = {}
+    for field, value in request.ListFields():
+        try:
+            body[field.name] = json_format.MessageToDict(value)
+        except (ValueError, TypeError):  # a gRPC caller's Value with no kind set
+            body[field.name] = None
+    return body
+
+
+class MetricsServicer(rpc.MetricsServiceServicer):
+    """Each method validates and queries before answering; errors are documented bodies."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.cache: ResultCache[httpbody_pb2.HttpBody] = ResultCache(settings.result_cache_seconds)
+
+    async def metric(self, request, metric: V1Metric, reseller: bool) -> httpbody_pb2.HttpBody:
+        now = self.settings.now()
+        spec = v1_spec.parse_body(body_of(request), current_principal(),
+                                  tier=metric.tier, reseller=reseller)
+        v1_spec.check_range(spec, now)
+        plan = planner.plan(spec, metric, now)
+
+        async def answer() -> httpbody_pb2.HttpBody:
+            rows = await self.db.fetch(plan.sql, plan.params)
+            return json_body(v1_rows.render(spec, metric, rows))
+
+        return await self.cache.get(("v1", metric.path, spec), answer)
+
+    async def ListGrafanaGranularities(self, request, context):
+        params = QueryParams(request, context)
+        errors: list[FieldError] = []
+        start = _epoch(params, "from_date", errors)
+        end = _epoch(params, "to_date", errors)
+        if errors:
+            raise BadRequest(errors)
+        if start >= end:  # type: ignore[operator]
+            raise BadRequest([FieldError(("query", "to_date"),
+                                         "to_date must be later than from_date", "value_error")])
+        current_principal()
+        return json_body(layers.granularity_options(start, end, self.settings.now()))
+
+    async def GetGrafanaDataLayer(self, request, context):
+        params = QueryParams(request, context)
+        errors: list[FieldError] = []
+        start = _epoch(params, "from_date", errors)
+        if params.get("to_date") is not None:
+            _epoch(params, "to_date", errors)
+        raw = params.get("granularity")
+        granularity = parse_grafana_value(raw) if raw is not None else None
+        if raw is None:
+            errors.append(missing("query", "granularity"))
+        elif granularity is None:
+            errors.append(not_in_enum("query", "granularity", [grafana_value(g) for g in NAMES]))
+        if errors:
+            raise BadRequest(errors)
+        current_principal()
+        layer = layers.dashboard_layer(start, granularity, self.settings.now())  # type: ignore[arg-type]
+        return json_body({"layer": layer})
+
+
+def _epoch(params: QueryParams, name: str, errors: list[FieldError]) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        errors.append(missing("query", name))
+        return None
+    try:
+        seconds = int(raw.strip())
+    except ValueError:
+        errors.append(FieldError(("query", name), "value is not a valid integer",
+                                 "type_error.integer"))
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        errors.append(FieldError(("query", name), "timestamp out of range", "value_error"))
+    return None
+
+
+def _metric_method(path: str, reseller: bool):
+    metric = V1_METRICS[path]
+
+    async def method(self: MetricsServicer, request, context):
+        return await self.metric(request, metric, reseller)
+
+    return method
+
+
+for _stem, _path in METRIC_RPCS.items():
+    setattr(MetricsServicer, f"Get{_stem}", _metric_method(_path, reseller=False))
+    setattr(MetricsServicer, f"GetReseller{_stem}", _metric_method(_path, reseller=True))

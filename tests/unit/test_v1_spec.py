@@ -1,0 +1,129 @@
+"""Validation of v1 metrics bodies, the range rules and the planner (CONTRACT §6), no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from edgestats_core.errors import BadRequest, Forbidden
+from edgestats_core.metrics.definitions import V1_METRICS
+from edgestats_core.query import layers, planner, v1_spec
+from edgestats_core.tenancy.principals import Principal
+
+NOW = datetime(2026, 11, 25, 10, 7, 15, tzinfo=UTC)
+ADVANCED = Principal("k1", "customer", "advanced", customer_id="acme")
+LITE = Principal("k2", "customer", "lite", customer_id="tiny")
+RESELLER = Principal("k3", "reseller", "advanced", reseller_id="r", customers=("acme", "b"))
+HOUR = {"from_date": "2026-11-25T09:00:00.000Z", "to_date": "2026-11-25T10:00:00"}
+
+
+def parse(body, principal=ADVANCED, tier="lite", reseller=False):
+    return v1_spec.parse_body(body, principal, tier=tier, reseller=reseller)
+
+
+def errors_of(body, **kw) -> list[dict]:
+    with pytest.raises(BadRequest) as error:
+        spec = parse(body, **kw)
+        v1_spec.check_range(spec, NOW)
+    return error.value.body()["detail"]
+
+
+def test_defaults_and_filters():
+    spec = parse({**HOUR, "channel_id": "ch", "source": "-1", "stream_state": "live",
+                  "stream_uri": "u", "other": 1})
+    assert spec.customer_ids == ("acme",)
+    assert spec.granularity == "second"
+    assert spec.filters == (("channel_id", "ch"), ("masked_stream_uri", "u"),
+                            ("stream_state", "live"))
+    assert (spec.data_layer, spec.exact_distinct, spec.reseller) == (None, False, False)
+
+
+def test_lite_keeps_approximate_counts():
+    assert parse({**HOUR, "approximate_count_distinct": False}, LITE).exact_distinct is False
+    assert parse({**HOUR, "approximate_count_distinct": False}).exact_distinct is True
+
+
+def test_customer_target_is_ignored_and_reseller_target_is_used():
+    assert parse({**HOUR, "target_customer_id": "b"}).customer_ids == ("acme",)
+    assert parse({**HOUR, "target_customer_id": "b"}, RESELLER).customer_ids == ("b",)
+    assert errors_of(HOUR, principal=RESELLER)[0]["loc"] == ["body", "target_customer_id"]
+
+
+def test_reseller_paths():
+    assert parse(HOUR, RESELLER, reseller=True).customer_ids == ("acme", "b")
+    assert parse({**HOUR, "customer_ids": ["b"]}, RESELLER, reseller=True).customer_ids == ("b",)
+    with pytest.raises(Forbidden):
+        parse({**HOUR, "customer_ids": ["zzz"]}, RESELLER, reseller=True)
+    with pytest.raises(Forbidden):
+        parse(HOUR, ADVANCED, reseller=True)
+
+
+def test_tier_is_checked_before_the_body():
+    with pytest.raises(Forbidden):
+        parse({}, LITE, tier="advanced")
+
+
+@pytest.mark.parametrize(("body", "loc", "type_"), [
+    ({}, ["body", "from_date"], "value_error.missing"),
+    ({**HOUR, "granularity": "PT2H"}, ["body", "granularity"], "type_error.enum"),
+    ({**HOUR, "granularity": 1}, ["body", "granularity"], "type_error"),
+    ({**HOUR, "approximate_count_distinct": "true"}, ["body", "approximate_count_distinct"],
+     "type_error"),
+    ({**HOUR, "from_date": "2026-11-25T09:00:00+25:00"}, ["body", "from_date"], "value_error"),
+    ({**HOUR, "channel_id": "a\x00b"}, ["body", "channel_id"], "value_error"),
+    ({**HOUR, "data_layer": "raw"}, ["body", "data_layer"], "type_error.enum"),
+])
+def test_field_errors(body, loc, type_):
+    (first, *_) = errors_of(body)
+    assert (first["loc"], first["type"]) == (loc, type_)
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"from_date": "2026-11-25T10:00:00Z"}, "to_date"),
+    ({"granularity": "hour", "data_layer": "realtime"}, "granularity"),
+    ({"from_date": "2026-11-23T09:00:00Z", "granularity": "minute", "data_layer": "realtime"},
+     "to_date"),
+    ({"from_date": "2026-10-01T09:00:00Z", "to_date": "2026-10-01T10:00:00Z",
+      "data_layer": "realtime", "granularity": "minute"}, "from_date"),
+    ({"data_layer": "historical-minute"}, "granularity"),
+    ({"granularity": "thirty_minute", "data_layer": "historical-hour"}, "granularity"),
+    ({"from_date": "2025-10-25T10:07:14Z", "granularity": "day"}, "from_date"),
+    ({"from_date": "2026-10-01T00:00:00Z", "granularity": "day",
+      "approximate_count_distinct": False}, "approximate_count_distinct"),
+    ({"from_date": "2026-11-25T07:00:00Z"}, "granularity"),
+])
+def test_range_rules(extra, field):
+    (error,) = errors_of({**HOUR, **extra})
+    assert (error["loc"], error["type"]) == (["body", field], "value_error")
+
+
+def test_range_rules_accept_the_limits():
+    for extra in ({"from_date": "2026-11-23T10:00:00Z", "granularity": "thirty_minute",
+                   "data_layer": "realtime"},
+                  {"from_date": "2025-10-25T10:07:15Z", "granularity": "day"},
+                  {"from_date": "2026-11-25T07:13:20Z"}):  # exactly 10,000 seconds
+        v1_spec.check_range(parse({**HOUR, **extra}), NOW)
+
+
+def test_plan_reads_raw_beacons_with_the_tenant_first():
+    spec = parse({**HOUR, "granularity": "week", "channel_id": "ch"})
+    plan = planner.plan(spec, V1_METRICS["qoe/join_time"], NOW)
+    assert plan.layer == "realtime"
+    assert "FROM beacons WHERE customer_id = ANY(%(customers)s)" in plan.sql
+    assert "date_trunc('week'" in plan.sql and "percentile_cont" in plan.sql
+    assert plan.params["customers"] == ["acme"] and plan.params["f0"] == "ch"
+    grouped = planner.plan(spec, V1_METRICS["traffic/asn/percentage"], NOW)
+    assert "OVER (PARTITION BY bucket, customer_id)" in grouped.sql
+    assert grouped.sql.endswith("WHERE grp IS NOT NULL")
+
+
+def test_grafana_layers():
+    recent = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    old = datetime(2026, 11, 1, tzinfo=UTC)
+    assert layers.dashboard_layer(old, "second", NOW) == "realtime"
+    assert layers.dashboard_layer(recent, "thirty_minute", NOW) == "realtime"
+    assert layers.dashboard_layer(old, "thirty_minute", NOW) == "historical-minute"
+    assert layers.dashboard_layer(recent, "hour", NOW) == "historical-hour"
+    values = [o["value"] for o in layers.granularity_options(old, NOW, NOW)]
+    assert values == ["T15M", "T30M", "T1H", "1D", "1W", "1M", "3M", "1Y"]

@@ -14,59 +14,15 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from edgestats_core.beacon_columns import DIMENSIONS, MEASURES
-from edgestats_core.metrics.definitions import VIEWPORT_OPTIMAL, VIEWPORT_QUALIFIES
+from edgestats_core.beacon_columns import MEASURES
+from edgestats_core.metrics.rollup_rows import DIMS, minute_select
 
 HOUR = timedelta(hours=1)
-# HLL precision: log2m 14 has a 0.8 % standard error (CONTRACT §5 asks for 2 %).
-HLL_LOG2M = 14
-TDIGEST_COMPRESSION = 100
 # An ingest transaction may commit up to this long after its rows' ingested_at (its start):
 # hours are re-checked for beacons ingested this long before they were rolled.
 INGEST_MARGIN = timedelta(minutes=2)
 LOCK_NAMESPACE = 7302
 
-_DIMS = ", ".join(c.name for c in DIMENSIONS)
-# the viewport rules as parts of a statement with %(name)s parameters (LIKE '1 of%' escaped)
-_QUALIFIES = f"({VIEWPORT_QUALIFIES})".replace("%", "%%")
-_OPTIMAL = f"({VIEWPORT_OPTIMAL})".replace("%", "%%")
-_SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
-
-
-def minute_select(where: str) -> str:
-    """Minute rollup rows (the beacons_minute columns) aggregated from the raw beacons matching
-    `where`: per-session partials first, so a session's join time is its own maximum and the
-    viewport flags are per session. Also the on-the-fly source of not-yet-rolled hours."""
-    partials = ", ".join(
-        f"sum({m.name}) AS sum_{m.name}, count({m.name}) AS count_{m.name},"
-        f" min({m.name}) AS min_{m.name}, max({m.name}) AS max_{m.name}"
-        for m in MEASURES
-    )
-    totals = ", ".join(
-        f"sum(sum_{m.name}) AS sum_{m.name}, sum(count_{m.name}) AS count_{m.name},"
-        f" min(min_{m.name}) AS min_{m.name}, max(max_{m.name}) AS max_{m.name}"
-        for m in MEASURES
-    )
-    return f"""
-    SELECT customer_id, "time", {_DIMS}, sum(beacons) AS beacons, {totals},
-           {_SESSION_HLL} AS sessions,
-           {_SESSION_HLL} FILTER (WHERE viewport) AS viewport_sessions,
-           {_SESSION_HLL} FILTER (WHERE optimal) AS optimal_sessions,
-           tdigest(join_time, {TDIGEST_COMPRESSION}) AS join_time,
-           tdigest(downlink_speed) AS downlink_speed
-    FROM (
-        SELECT customer_id, date_trunc('minute', "time") AS "time", {_DIMS}, session_id,
-               count(*) AS beacons, {partials},
-               max(starting_time) FILTER (WHERE player_state = 'playing') AS join_time,
-               bool_or({_QUALIFIES}) AS viewport,
-               bool_or({_QUALIFIES} AND {_OPTIMAL}) AS optimal,
-               tdigest(downlink_speed, {TDIGEST_COMPRESSION}) AS downlink_speed
-        FROM beacons
-        WHERE {where}
-        GROUP BY customer_id, 2, {_DIMS}, session_id
-    ) per_session
-    GROUP BY customer_id, "time", {_DIMS}
-    """
 
 
 def _hour_sql() -> str:
@@ -77,12 +33,12 @@ def _hour_sql() -> str:
     )
     return f"""
     INSERT INTO beacons_hour
-    SELECT customer_id, date_trunc('hour', "time"), {_DIMS}, sum(beacons), {totals},
+    SELECT customer_id, date_trunc('hour', "time"), {DIMS}, sum(beacons), {totals},
            hll_union_agg(sessions), hll_union_agg(viewport_sessions),
            hll_union_agg(optimal_sessions), tdigest(join_time), tdigest(downlink_speed)
     FROM beacons_minute
     WHERE "time" >= %(start)s AND "time" < %(end)s
-    GROUP BY customer_id, 2, {_DIMS}
+    GROUP BY customer_id, 2, {DIMS}
     """
 
 

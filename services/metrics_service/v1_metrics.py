@@ -69,9 +69,12 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         spec = v1_spec.parse_body(body_of(request), current_principal(),
                                   tier=metric.tier, reseller=reseller)
         v1_spec.check_range(spec, now)
-        plan = planner.plan(spec, metric, now)
 
         async def answer() -> httpbody_pb2.HttpBody:
+            rolled: frozenset = frozenset()
+            if planner.choose_layer(spec, now) != "realtime":
+                rolled = await rolled_hours(self.db, spec.start, spec.end)
+            plan = planner.plan(spec, metric, now, rolled)
             rows = await self.db.fetch(plan.sql, plan.params)
             return json_body(v1_rows.render(spec, metric, rows))
 
@@ -107,6 +110,15 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         current_principal()
         layer = layers.dashboard_layer(start, granularity, self.settings.now())  # type: ignore[arg-type]
         return json_body({"layer": layer})
+
+
+async def rolled_hours(db: Database, start: datetime, end: datetime) -> frozenset[datetime]:
+    """Hours of [start, end) the hourly DAG has rolled up (the rest is read from raw)."""
+    rows = await db.fetch(
+        "SELECT hour FROM rollup_runs WHERE hour >= date_trunc('hour', %s::timestamptz)"
+        " AND hour < %s", (start, end),
+    )
+    return frozenset(row["hour"] for row in rows)
 
 
 def _epoch(params: QueryParams, name: str, errors: list[FieldError]) -> datetime | None:

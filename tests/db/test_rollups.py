@@ -153,3 +153,29 @@ def test_distinct_sessions_stay_within_two_percent_when_merged(db_url):
             "SELECT hll_cardinality(hll_union_agg(sessions)) FROM beacons_hour"
             " WHERE customer_id = %s", (customer_id,)).fetchone()
     assert abs(estimate - 20_000) <= 0.02 * 20_000
+
+
+def test_join_time_digest_rank_error_within_two_percent(db_url):
+    """20,000 sessions, one playing beacon each: the hour's merged t-digest quantiles are
+    within 2 % rank of the exact ones (CONTRACT §5)."""
+    now = datetime.now(UTC)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=11)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    rng = random.Random(4)
+    beacons = [
+        {"__time": start + timedelta(seconds=5 * rng.randrange(720)), "CustomerId": customer_id,
+         "SessionId": f"s-{i}", "Source": "p2p", "PlayerState": "playing",
+         "StartingTime": float(rng.lognormvariate(7, 0.6))}
+        for i in range(20_000)
+    ]
+    store(db_url, customer_id, beacons, now)
+    rollups.roll_up_interval(db_url, start, start + timedelta(hours=1))
+    quantiles = [0.25, 0.5, 0.75, 0.95]
+    with psycopg.connect(db_url) as conn:
+        (estimates,) = conn.execute(
+            "SELECT tdigest_percentile(join_time, %s::float8[]) FROM beacons_hour"
+            " WHERE customer_id = %s", (quantiles, customer_id)).fetchone()
+    values = sorted(b["StartingTime"] for b in beacons)
+    for q, estimate in zip(quantiles, estimates, strict=True):
+        rank = sum(v <= estimate for v in values) / len(values)
+        assert abs(rank - q) <= 0.02, (q, estimate, rank)

@@ -107,7 +107,9 @@ def test_range_rules_accept_the_limits():
 
 
 def test_plan_reads_raw_beacons_with_the_tenant_first():
-    spec = parse({**HOUR, "granularity": "week", "channel_id": "ch"})
+    # exact distinct counts always come from raw beacons, whatever the granularity
+    spec = parse({**HOUR, "granularity": "week", "channel_id": "ch",
+                  "approximate_count_distinct": False})
     plan = planner.plan(spec, V1_METRICS["qoe/join_time"], NOW)
     assert plan.layer == "realtime"
     assert "FROM beacons WHERE customer_id = ANY(%(customers)s)" in plan.sql
@@ -127,3 +129,29 @@ def test_grafana_layers():
     assert layers.dashboard_layer(recent, "hour", NOW) == "historical-hour"
     values = [o["value"] for o in layers.granularity_options(old, NOW, NOW)]
     assert values == ["T15M", "T30M", "T1H", "1D", "1W", "1M", "3M", "1Y"]
+
+
+@pytest.mark.parametrize(("extra", "layer"), [
+    ({"granularity": "minute"}, "realtime"),
+    ({"granularity": "thirty_minute", "from_date": "2026-11-23T10:07:15Z"}, "realtime"),
+    ({"granularity": "minute", "from_date": "2026-11-20T00:00:00Z"}, "historical-minute"),
+    ({"granularity": "hour"}, "historical-hour"),
+    ({"granularity": "month", "from_date": "2026-01-01T00:00:00Z"}, "historical-hour"),
+    ({"granularity": "minute", "data_layer": "historical-hour"}, "historical-hour"),
+    ({"granularity": "hour", "approximate_count_distinct": False}, "realtime"),
+])
+def test_the_cheapest_layer_that_can_answer(extra, layer):
+    assert planner.choose_layer(parse({**HOUR, **extra}), NOW) == layer
+
+
+def test_historical_plans_read_rolled_hours_and_the_raw_rest():
+    spec = parse({**HOUR, "from_date": "2026-11-25T07:30:00Z", "granularity": "hour"})
+    rolled = frozenset({datetime(2026, 11, 25, 8, tzinfo=UTC)})
+    plan = planner.plan(spec, V1_METRICS["audience"], NOW, rolled)
+    assert plan.layer == "historical-hour"
+    assert "FROM beacons_hour" in plan.sql and "hll_union_agg(sessions)" in plan.sql
+    assert "NOT date_trunc('hour', \"time\") = ANY(%(rolled_hours)s" in plan.sql
+    assert plan.params["rolled_hours"] == sorted(rolled)
+    assert plan.params["start"] == datetime(2026, 11, 25, 7, tzinfo=UTC)  # the hour's start
+    nothing_rolled = planner.plan(spec, V1_METRICS["audience"], NOW)
+    assert "FROM beacons_hour" not in nothing_rolled.sql

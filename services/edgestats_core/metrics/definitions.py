@@ -7,7 +7,7 @@ Source-dependent metrics take the validated source (`cdn` or `p2p`), never user 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from math import floor
 
@@ -175,6 +175,9 @@ class V1Metric:
     # grouped metrics that also need the bucket's total over every group
     bucket_totals: dict[str, str] | None = None
     counts: frozenset[str] = frozenset()       # keys printed as JSON integers
+    # the same aggregates over rollup rows (historical layers): sums of partial sums,
+    # sketch unions for distinct sessions and quantiles
+    rollup_aggregates: dict[str, str] | None = None
 
 
 def _audience_by(path: str, key: str, column: str) -> V1Metric:
@@ -192,7 +195,7 @@ def _sums(keys: dict[str, str], scale: str = "") -> dict[str, str]:
 _KBIT = {"cdn": "cdn_downlink_throughput", "p2p": "p2p_downlink_throughput",
          "total": "total_downlink_throughput"}
 
-V1_METRICS: dict[str, V1Metric] = {m.path: m for m in (
+_V1_METRICS: dict[str, V1Metric] = {m.path: m for m in (
     V1Metric(
         "audience", "lite", ("audience",), {"audience": "count(DISTINCT session_id)"},
         lambda row, s: {"audience": row["audience"] if row else 0},
@@ -281,3 +284,49 @@ V1_METRICS: dict[str, V1Metric] = {m.path: m for m in (
         lambda row, s: {"avg_dropped_frames": (row or {}).get("avg_dropped_frames")},
     ),
 )}
+
+
+# --- the v1 aggregates over rollup rows (historical layers, CONTRACT §4) -------------------
+
+def _rolled_avg(column: str) -> str:
+    """Mean of the non-null values: Σ sums ÷ Σ counts (null over nothing), as a double."""
+    return f"sum(sum_{column})::float8 / nullif(sum(count_{column}), 0)::float8"
+
+
+_DISTINCT_SESSIONS = "coalesce(round(hll_cardinality(hll_union_agg(sessions))), 0)::bigint"
+_ROLLUP_AGGREGATES: dict[str, dict[str, str]] = {
+    "audience": {"audience": _DISTINCT_SESSIONS},
+    "audience/os": {"audience": _DISTINCT_SESSIONS},
+    "audience/browsers": {"audience": _DISTINCT_SESSIONS},
+    "audience/connection_types": {"audience": _DISTINCT_SESSIONS},
+    "audience/asn": {"audience": _DISTINCT_SESSIONS},
+    "traffic": {f"{k}_traffic": f"sum(sum_{c}) * {BYTES_PER_KBIT}" for k, c in _KBIT.items()},
+    "traffic/offload/percentage": {"p2p": f"sum(sum_{_KBIT['p2p']})",
+                                   "total": f"sum(sum_{_KBIT['total']})"},
+    "throughput": {k: f"sum(sum_{c})" for k, c in _KBIT.items()},
+    "traffic/asn": {"traffic": f"coalesce(sum(sum_{_KBIT['total']}), 0) * {BYTES_PER_KBIT}"},
+    "traffic/asn/percentage": {"traffic": f"coalesce(sum(sum_{_KBIT['total']}), 0)"},
+    "viewing_time": {
+        "cdn_viewing_time": "sum(sum_viewing_time) FILTER (WHERE source = 'cdn')",
+        "p2p_viewing_time": "sum(sum_viewing_time) FILTER (WHERE source = 'p2p')",
+        "total_viewing_time": "sum(sum_viewing_time)",
+    },
+    "buffer_health": {"avg_buffer_health": _rolled_avg("buffer_health")},
+    # tdigest_percentile over digests is itself the aggregate that merges them
+    "qoe/join_time": {"quantiles": "tdigest_percentile(join_time,"
+                                   f" ARRAY{list(JOIN_TIME_QUANTILES)}::float8[])"},
+    "qoe/optimal_viewport/percentage": {
+        # a union of nothing (no such session) is null: none
+        "sessions": "coalesce(round(hll_cardinality(hll_union_agg(viewport_sessions))), 0)",
+        "optimal_sessions": "coalesce(round(hll_cardinality(hll_union_agg(optimal_sessions))), 0)",
+    },
+    "qoe/rebuffering/ratio": {
+        "rebuffering_ratio": _ratio("sum_buffering_time", "sum_playing_time", "")},
+    "qoe/buffer_filling_rate": {
+        "avg_buffer_filling_rate": _rolled_avg("aggregate_buffer_filling_rate")},
+    "qoe/dropped_frames": {"avg_dropped_frames": _rolled_avg("dropped_frames")},
+}
+V1_METRICS: dict[str, V1Metric] = {
+    path: replace(metric, rollup_aggregates=_ROLLUP_AGGREGATES[path])
+    for path, metric in _V1_METRICS.items()
+}

@@ -6,11 +6,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from edgestats_core.metrics import rollup_rows
 from edgestats_core.metrics.definitions import V1Metric
 from edgestats_core.query.granularity import CALENDAR_MONTHS, FIXED_SECONDS
 from edgestats_core.query.v1_spec import V1Spec
+from edgestats_core.query.windows import floor_to
+
+REALTIME_FINEST_COARSE = 1800  # thirty_minute
+REALTIME_SPAN = timedelta(hours=48)
+RAW_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -23,23 +29,48 @@ class Plan:
 
 
 def choose_layer(spec: V1Spec, now: datetime) -> str:
-    """The layer that answers: the one named, else `realtime` (raw beacons) for now.
+    """The layer that answers (CONTRACT §4, §6).
 
-    Once rollups exist (issue #3) this picks the cheapest layer able to answer and
-    `source_relation` merges the not-yet-rolled tail from raw beacons.
+    Exact distinct counts only come from raw beacons. Otherwise the named layer, else the
+    cheapest that can answer: raw beacons for what the realtime layer may serve (seconds to
+    thirty minutes, up to 48 h, within its 30 days), else the hour rollups for hourly or
+    coarser buckets and the minute rollups below.
     """
-    return spec.data_layer or "realtime"
+    if spec.exact_distinct:
+        return "realtime"
+    if spec.data_layer:
+        return spec.data_layer
+    seconds = FIXED_SECONDS.get(spec.granularity)
+    realtime = (
+        seconds is not None and seconds <= REALTIME_FINEST_COARSE
+        and spec.end - spec.start <= REALTIME_SPAN and spec.start >= now - RAW_RETENTION
+    )
+    if realtime:
+        return "realtime"
+    return "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
 
 
-def source_relation(layer: str, spec: V1Spec, now: datetime) -> str:
-    """The FROM clause the metric aggregates read: the one place a data source is chosen.
+def source_relation(layer: str, spec: V1Spec, rolled_hours: frozenset[datetime]) -> str:
+    """The FROM relation the metric aggregates read: the one place a data source is chosen.
 
-    Every layer reads raw `beacons` today (exact for sums, counts, distinct counts and
-    quantiles). To serve `historical-minute`/`historical-hour` from rollups, return a
-    relation exposing the beacon columns the metric uses (or rollup partials together with
-    metric definitions over them), UNION ALL the raw tail after the last rolled-up hour.
+    `realtime` reads raw beacons. A historical layer reads its rollup table for the hours
+    already rolled up and, for every other hour of the range, minute rows aggregated on the
+    fly from raw beacons (`rollup_rows.minute_select`): the result never has a gap, and no
+    hour is read twice (CONTRACT §4).
     """
-    return "beacons"
+    if layer == "realtime":
+        return "beacons"
+    table = "beacons_minute" if layer == "historical-minute" else "beacons_hour"
+    parts = []
+    if rolled_hours:
+        parts.append(f"SELECT {rollup_rows.COLUMNS} FROM {table}"
+                     " WHERE customer_id = ANY(%(customers)s)"
+                     ' AND date_trunc(\'hour\', "time") = ANY(%(rolled_hours)s::timestamptz[])')
+    parts.append(rollup_rows.minute_select(
+        'customer_id = ANY(%(customers)s) AND "time" >= %(start)s AND "time" < %(end)s'
+        ' AND NOT date_trunc(\'hour\', "time") = ANY(%(rolled_hours)s::timestamptz[])'
+    ))
+    return "(" + " UNION ALL ".join(parts) + ") AS rows"
 
 
 def bucket_sql(granularity: str) -> str:
@@ -63,19 +94,31 @@ def _where(spec: V1Spec) -> tuple[str, dict]:
     return " AND ".join(clauses), params
 
 
-def plan(spec: V1Spec, metric: V1Metric, now: datetime) -> Plan:
-    """The query of one metric over the spec's beacons, grouped by bucket and customer."""
+def plan(
+    spec: V1Spec, metric: V1Metric, now: datetime,
+    rolled_hours: frozenset[datetime] = frozenset(),
+) -> Plan:
+    """The query of one metric over the spec's beacons, grouped by bucket and customer.
+
+    `rolled_hours`: the hours of the range already rolled up (read by the caller).
+    """
     layer = choose_layer(spec, now)
     where, params = _where(spec)
-    source = source_relation(layer, spec, now)
+    source = source_relation(layer, spec, rolled_hours)
+    historical = layer != "realtime"
+    if historical:
+        params["rolled_hours"] = sorted(rolled_hours)
+        # rollup rows carry their bucket start: the range starts at the layer's bucket
+        params["start"] = floor_to(spec.start, 60 if layer == "historical-minute" else 3600)
     keys = [f"{bucket_sql(spec.granularity)} AS bucket", "customer_id"]
     names = ["bucket", "customer_id"]
     if metric.group:
         keys.append(f"nullif({metric.group[1]}, '') AS grp")
         names.append("grp")
-    outer = [f"{expr} AS {name}" for name, expr in metric.aggregates.items()]
+    aggregates = metric.rollup_aggregates if historical else metric.aggregates
+    outer = [f"{expr} AS {name}" for name, expr in (aggregates or {}).items()]
     by = ", ".join(names)
-    if metric.session_partials:
+    if metric.session_partials and not historical:  # sketches replace the per-session step
         inner = keys + ["session_id"] + [
             f"{expr} AS {name}" for name, expr in metric.session_partials.items()]
         sql = (f"SELECT {by}, {', '.join(outer)} FROM (SELECT {', '.join(inner)}"

@@ -1,0 +1,62 @@
+"""Rollup rows (CONTRACT §4): the shape of the historical layers and how raw beacons become it.
+
+Used by the hourly roll-up (metrics_service.rollups) and by queries that read not-yet-rolled
+hours on the fly (edgestats_core.query.planner), so both produce the same rows.
+"""
+
+from __future__ import annotations
+
+from edgestats_core.beacon_columns import DIMENSIONS, MEASURES
+from edgestats_core.metrics.definitions import VIEWPORT_OPTIMAL, VIEWPORT_QUALIFIES
+
+# HLL precision: log2m 14 has a 0.8 % standard error (CONTRACT §5 asks for 2 %).
+HLL_LOG2M = 14
+TDIGEST_COMPRESSION = 100
+
+DIMS = ", ".join(c.name for c in DIMENSIONS)
+# every column of beacons_minute / beacons_hour, in table order
+COLUMNS = ", ".join([
+    "customer_id", '"time"', *(c.name for c in DIMENSIONS), "beacons",
+    *(f"{p}_{m.name}" for m in MEASURES for p in ("sum", "count", "min", "max")),
+    "sessions", "viewport_sessions", "optimal_sessions", "join_time", "downlink_speed",
+])
+_SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
+# the viewport rules as parts of a statement with %(name)s parameters
+_QUALIFIES = f"({VIEWPORT_QUALIFIES})".replace("%", "%%")
+_OPTIMAL = f"({VIEWPORT_OPTIMAL})".replace("%", "%%")
+
+
+def minute_select(where: str) -> str:
+    """Minute rollup rows (the beacons_minute columns) aggregated from the raw beacons matching
+    `where`: per-session partials first, so a session's join time is its own maximum and the
+    viewport flags are per session. Also the on-the-fly source of not-yet-rolled hours."""
+    partials = ", ".join(
+        f"sum({m.name}) AS sum_{m.name}, count({m.name}) AS count_{m.name},"
+        f" min({m.name}) AS min_{m.name}, max({m.name}) AS max_{m.name}"
+        for m in MEASURES
+    )
+    totals = ", ".join(
+        f"sum(sum_{m.name}) AS sum_{m.name}, sum(count_{m.name}) AS count_{m.name},"
+        f" min(min_{m.name}) AS min_{m.name}, max(max_{m.name}) AS max_{m.name}"
+        for m in MEASURES
+    )
+    return f"""
+    SELECT customer_id, "time", {DIMS}, sum(beacons) AS beacons, {totals},
+           {_SESSION_HLL} AS sessions,
+           {_SESSION_HLL} FILTER (WHERE viewport) AS viewport_sessions,
+           {_SESSION_HLL} FILTER (WHERE optimal) AS optimal_sessions,
+           tdigest(join_time, {TDIGEST_COMPRESSION}) AS join_time,
+           tdigest(downlink_speed) AS downlink_speed
+    FROM (
+        SELECT customer_id, date_trunc('minute', "time") AS "time", {DIMS}, session_id,
+               count(*) AS beacons, {partials},
+               max(starting_time) FILTER (WHERE player_state = 'playing') AS join_time,
+               bool_or({_QUALIFIES}) AS viewport,
+               bool_or({_QUALIFIES} AND {_OPTIMAL}) AS optimal,
+               tdigest(downlink_speed, {TDIGEST_COMPRESSION}) AS downlink_speed
+        FROM beacons
+        WHERE {where}
+        GROUP BY customer_id, 2, {DIMS}, session_id
+    ) per_session
+    GROUP BY customer_id, "time", {DIMS}
+    """

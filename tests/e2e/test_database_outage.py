@@ -5,6 +5,7 @@ Runs its own PostgreSQL cluster (so stopping it disturbs no other test) and its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -38,14 +39,14 @@ def outage():
     # no result cache: the answers must come from the (stopped) database
     stack = start_stack(run_dir, url, workers=1, env={"EDGESTATS_RESULT_CACHE_SECONDS": "0"})
     with Api(stack.http_url) as api:
-        yield api, key, run_dir
+        yield api, key, run_dir, url
     stack.stop()
     postgres.stop_cluster(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_503_within_two_seconds_then_recovery(outage):
-    api, key, run_dir = outage
+    api, key, run_dir, _ = outage
     assert api.get("/summary", key, time="1h").status_code == 200
     postgres.stop_cluster(run_dir)
     try:
@@ -91,3 +92,80 @@ def test_a_query_over_its_time_budget_is_cancelled_with_504(db_url, frozen_now, 
         assert answers[-1].json()["detail"].startswith("Gateway Timeout")
     finally:
         stack.stop()
+
+
+def _kill_cluster(run_dir: Path) -> None:
+    """SIGKILL the postmaster and every backend: a crash, not a shutdown."""
+    import signal
+    import subprocess
+
+    pid = int((run_dir / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    listed = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    os.kill(pid, signal.SIGKILL)  # first, so it cannot restart its children
+    for child in map(int, listed.split()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in [pid, *map(int, listed.split())]):
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigkill_during_ingest_loses_and_doubles_nothing(outage):
+    """A client that retries on 5xx and connection errors, as an SDK does, while PostgreSQL is
+    killed mid-stream: the stored beacons are exactly the distinct beacons sent."""
+    import threading
+
+    import httpx
+    import psycopg
+
+    api, key, run_dir, url = outage
+    now = int(time.time()) // 5 * 5
+    batches = [
+        [{"__time": (now - 5 * (i % 700)) * 1000, "CustomerId": "outage-customer",
+          "SessionId": f"kill-{b}-{i}", "Source": "p2p", "ViewingTime": 5}
+         for i in range(500)]
+        for b in range(40)
+    ]
+    sent_ok = []
+
+    def client() -> None:
+        with httpx.Client(base_url=api.base_url, timeout=10) as http:
+            for batch in batches:
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline:
+                    try:
+                        response = http.post("/analytics/v1/ingest/beacons", json=batch,
+                                             headers=api.auth(key))
+                        if response.status_code == 200:
+                            sent_ok.append(response.json()["accepted"])
+                            break
+                        assert response.status_code >= 500, response.text
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.2)
+
+    sender = threading.Thread(target=client)
+    sender.start()
+    deadline = time.monotonic() + 60
+    while len(sent_ok) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(sent_ok) >= 5
+    _kill_cluster(run_dir)
+    time.sleep(1)
+    postgres.ensure_cluster(run_dir, 0)  # crash recovery, same port
+    sender.join(timeout=180)
+    assert not sender.is_alive()
+    assert len(sent_ok) == len(batches) and all(n == 500 for n in sent_ok)
+    with psycopg.connect(url) as conn:
+        stored, distinct = conn.execute(
+            'SELECT count(*), count(DISTINCT (session_id, "time")) FROM beacons'
+            " WHERE customer_id = 'outage-customer' AND session_id LIKE 'kill-%'").fetchone()
+    assert stored == distinct == sum(len(b) for b in batches)

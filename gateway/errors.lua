@@ -8,6 +8,11 @@ function envoy_on_request(handle)
     if name:sub(1, 1) ~= ":" and name:find("[^a-z0-9%-%._]") then illegal[#illegal + 1] = name end
   end
   for _, name in ipairs(illegal) do handle:headers():remove(name) end
+  -- Druid clients post to /druid/v2/sql/; the transcoder cannot bind a trailing slash
+  local path = handle:headers():get(":path") or ""
+  if path == "/druid/v2/sql/" or path:sub(1, 15) == "/druid/v2/sql/?" then
+    handle:headers():replace(":path", "/druid/v2/sql" .. path:sub(15))
+  end
   local ctype = handle:headers():get("content-type") or ""
   if ctype:sub(1, 16) == "application/grpc" then
     handle:streamInfo():dynamicMetadata():set("edgestats", "grpc", "1")
@@ -24,7 +29,11 @@ function envoy_on_response(handle)
                          "grpc-status-details-bin", "x-http-status"}) do
     headers:remove(name)
   end
-  if status == nil or status == "0" then return end  -- success: untouched, never buffered
+  if status == nil or status == "0" then  -- success: untouched, never buffered
+    -- a success status other than 200 (e.g. 202 of CancelQuery) rides in initial metadata
+    if http_status then headers:replace(":status", http_status) end
+    return
+  end
   local body = (message or ""):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
   if body:sub(1, 1) ~= "{" then body = '{"detail":"Internal Server Error"}' end  -- never leak text
   if http_status then headers:replace(":status", http_status) end

@@ -24,4 +24,5 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "edgestats.metrics.v1.MetricsService",
         ),
     ),
+    ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryService",)),
 )

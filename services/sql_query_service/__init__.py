@@ -1,0 +1,1 @@
+"""The Druid-dialect SQL query service (CONTRACT §7)."""

@@ -1,0 +1,32 @@
+"""Run the SQL query service: `python -m sql_query_service` (settings from the environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edgestats.sql_query.v1 import sql_query_service_pb2_grpc
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.server import ServiceBinding, serve_forever
+from sql_query_service import sql_query
+
+
+def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
+    servicer = sql_query.SqlQueryServicer(db, settings)
+    return [
+        ServiceBinding(
+            sql_query.SERVICE,
+            lambda s: sql_query_service_pb2_grpc.add_SqlQueryServiceServicer_to_server(servicer, s),
+        ),
+    ]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its parse warnings echo customer SQL
+    asyncio.run(serve_forever(Settings.from_env(), bindings, sql_query.PUBLIC_METHODS))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Druid SQL → PostgreSQL: one sqlglot pass per module, composed by pipeline.py."""

@@ -1,0 +1,117 @@
+"""Runs a translated query on PostgreSQL as the read-only role, and cancels one by id.
+
+Each query is one read-only transaction on a pooled connection:
+`SET LOCAL ROLE edgestats_reader` (row-level security on the beacons),
+`edgestats.customers` (the caller's customers), `statement_timeout`
+(context.timeout, capped) and an `application_name` derived from the principal
+and the query id, by which CancelQuery finds the backend from any worker process.
+PostgreSQL errors become documented bodies; their text never reaches the caller
+except for data errors, which only quote the caller's own values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+import grpc
+import psycopg
+from psycopg import errors as pg
+
+from edgestats_core.db import Database
+from edgestats_core.errors import ApiError, GatewayTimeout
+from edgestats_core.tenancy.principals import Principal
+from sql_query_service.druid_sql.pipeline import ROW_CAP, Translation
+from sql_query_service.druid_sql.problems import SqlError
+from sql_query_service.query_specs import QuerySpec
+
+log = logging.getLogger(__name__)
+READER_ROLE = "edgestats_reader"
+
+
+class QueryCancelled(ApiError):
+    """400 {"detail": "Query cancelled"} (CONTRACT §7)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+
+    def body(self) -> dict:
+        return {"detail": "Query cancelled"}
+
+
+def application_name(principal: Principal, query_id: str) -> str:
+    """`esq:` + a digest of (principal, query id): fits PostgreSQL's 63-byte limit."""
+    owner = f"{principal.kind}:{principal.customer_id or principal.reseller_id or principal.key_id}"
+    return "esq:" + hashlib.sha256(f"{owner}\0{query_id}".encode()).hexdigest()[:40]
+
+
+_QUOTED = re.compile(r'"([^"]{1,200})"')
+
+
+def _translate_error(error: psycopg.Error) -> ApiError:
+    """The documented error for a PostgreSQL error (never its raw text for schema errors)."""
+    primary = (error.diag.message_primary or "") if error.diag else ""
+    if isinstance(error, pg.QueryCanceled):
+        return GatewayTimeout() if "timeout" in primary else QueryCancelled()
+    if isinstance(error, pg.UndefinedColumn):
+        named = _QUOTED.search(primary)
+        return SqlError(f"Unknown column '{named.group(1)}'" if named else "Unknown column")
+    if isinstance(error, pg.GroupingError):
+        return SqlError("Every selected column must be aggregated or listed in GROUP BY")
+    if isinstance(error, pg.UndefinedFunction):
+        return SqlError("An operator or function does not accept these argument types")
+    if isinstance(error, pg.AmbiguousColumn):
+        return SqlError("A column reference is ambiguous: qualify it with its table")
+    if isinstance(error, pg.DatatypeMismatch | pg.InvalidTextRepresentation | pg.CannotCoerce):
+        return SqlError("A value has the wrong type for where it is used")
+    if error.sqlstate and error.sqlstate.startswith("22"):  # data exceptions quote values only
+        return SqlError(f"Invalid value: {primary[:200]}")
+    if error.sqlstate and error.sqlstate.startswith("54"):
+        return SqlError("The query is too complex")
+    if error.sqlstate and error.sqlstate.startswith(("42", "0A")):
+        log.warning("query refused by PostgreSQL: %s %s", error.sqlstate, primary)
+        return SqlError("The query cannot be run")
+    log.error("query failed in PostgreSQL: %s %s", error.sqlstate, primary)
+    return ApiError()
+
+
+async def run(
+    db: Database, translation: Translation, spec: QuerySpec, principal: Principal
+) -> tuple[list[str], list[tuple]]:
+    """(column names, rows) of the query, run read-only as the reader role."""
+    async with db.connection() as conn:
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute("SET TRANSACTION READ ONLY")
+                await cur.execute(f"SET LOCAL ROLE {READER_ROLE}")
+                await cur.execute(
+                    "SELECT set_config('edgestats.customers', %s, true),"
+                    " set_config('statement_timeout', %s, true),"
+                    " set_config('TimeZone', 'UTC', true),"
+                    " set_config('application_name', %s, true)",
+                    (",".join(translation.customers), str(spec.timeout_ms),
+                     application_name(principal, spec.query_id)),
+                )
+                await cur.execute(translation.sql)
+                names = [c.name for c in cur.description or []]
+                rows = await cur.fetchall()
+        except psycopg.Error as error:
+            if isinstance(error, psycopg.OperationalError) and not isinstance(
+                error, pg.QueryCanceled
+            ):
+                raise
+            raise _translate_error(error) from None
+    if len(rows) > ROW_CAP:
+        raise SqlError(f"The result has more than {ROW_CAP:,} rows: add a LIMIT or aggregate")
+    return names, rows
+
+
+async def cancel(db: Database, principal: Principal, query_id: str) -> bool:
+    """Cancel the caller's running query with this id; False when there is none."""
+    rows = await db.fetch(
+        "SELECT pg_cancel_backend(pid) AS cancelled FROM pg_stat_activity"
+        " WHERE application_name = %s AND state = 'active' AND pid <> pg_backend_pid()",
+        (application_name(principal, query_id),),
+    )
+    return any(r["cancelled"] for r in rows)

@@ -1,0 +1,54 @@
+"""SqlQueryService: thin adapters from the SQL RPCs to the Druid-SQL pipeline and PostgreSQL."""
+
+from __future__ import annotations
+
+import orjson
+from google.api import httpbody_pb2
+
+from edgestats.sql_query.v1 import sql_query_service_pb2  # noqa: F401 - descriptor for reflection
+from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.errors import NotFound
+from edgestats_core.tenancy.interceptor import add_response_header, current_principal
+from sql_query_service import druid_errors, execution, query_specs, results
+from sql_query_service.druid_sql import datasources, functions, pipeline
+
+SERVICE = "edgestats.sql_query.v1.SqlQueryService"
+PUBLIC_METHODS = frozenset({f"/{SERVICE}/GetStatus"})
+STATUS = {"version": "edgestats-sql-1", "modules": []}
+
+
+def json_body(value: object, content_type: str = "application/json") -> httpbody_pb2.HttpBody:
+    return httpbody_pb2.HttpBody(content_type=content_type, data=orjson.dumps(value))
+
+
+class SqlQueryServicer(rpc.SqlQueryServiceServicer):
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def Query(self, request, context):
+        with druid_errors.for_path(context):
+            principal = current_principal()
+            spec = query_specs.parse(request, principal)
+            options = functions.Options(
+                self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
+            )
+            translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
+            names, rows = await execution.run(self.db, translation, spec, principal)
+            body = results.render(names, rows, spec.result_format, spec.header)
+        add_response_header("x-druid-sql-query-id", spec.query_id)  # sent with success only
+        return body
+
+    async def CancelQuery(self, request, context):
+        if not await execution.cancel(self.db, current_principal(), request.id):
+            raise NotFound()
+        add_response_header("x-http-status", "202")  # errors.lua sets the status
+        return httpbody_pb2.HttpBody(content_type="application/json", data=b"")
+
+    async def GetStatus(self, request, context):
+        return json_body(STATUS)
+
+    async def ListDatasources(self, request, context):
+        return json_body(datasources.names_for(current_principal()))

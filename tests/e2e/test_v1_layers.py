@@ -24,9 +24,10 @@ def iso(t: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def hours_world(api, tenants, frozen_now, db_url):
-    """Six hours of beacons ending two hours ago; the first three hours rolled up."""
+    """Six hours of beacons ending 20 hours ago; the first three hours rolled up."""
     customer_id, key = tenants.customer("advanced")
-    top = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    # hours no other test rolls up (tests/db roll hours 3-13 h ago): the last three stay unrolled
+    top = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=20)
     start = top - timedelta(hours=6)
     rng = random.Random(44)
     profiles = [session_profile(i, ["ch-1", "ch-2"], rng) for i in range(12)]

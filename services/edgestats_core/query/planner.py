@@ -17,6 +17,7 @@ from edgestats_core.query.windows import floor_to
 REALTIME_FINEST_COARSE = 1800  # thirty_minute
 REALTIME_SPAN = timedelta(hours=48)
 RAW_RETENTION = timedelta(days=30)
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -50,27 +51,54 @@ def choose_layer(spec: V1Spec, now: datetime) -> str:
     return "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
 
 
-def source_relation(layer: str, spec: V1Spec, rolled_hours: frozenset[datetime]) -> str:
-    """The FROM relation the metric aggregates read: the one place a data source is chosen.
+def unrolled_ranges(
+    start: datetime, end: datetime, rolled_hours: frozenset[datetime]
+) -> list[tuple[datetime, datetime]]:
+    """The hours of [start, end) not rolled up yet, merged into contiguous [from, to) ranges."""
+    ranges: list[tuple[datetime, datetime]] = []
+    hour = floor_to(start, 3600)
+    while hour < end:
+        if hour not in rolled_hours:
+            if ranges and ranges[-1][1] == hour:
+                ranges[-1] = (ranges[-1][0], hour + HOUR)
+            else:
+                ranges.append((hour, hour + HOUR))
+        hour += HOUR
+    return ranges
+
+
+def source_relation(
+    layer: str, spec: V1Spec, rolled_hours: frozenset[datetime]
+) -> tuple[str, dict]:
+    """The FROM relation the metric aggregates read (and its parameters): the one place a
+    data source is chosen.
 
     `realtime` reads raw beacons. A historical layer reads its rollup table for the hours
-    already rolled up and, for every other hour of the range, minute rows aggregated on the
-    fly from raw beacons (`rollup_rows.minute_select`): the result never has a gap, and no
-    hour is read twice (CONTRACT §4).
+    already rolled up and, for the other hours of the range, minute rows aggregated on the
+    fly from raw beacons (`rollup_rows.minute_select`), each as explicit time ranges so that
+    PostgreSQL prunes partitions: the result never has a gap, and no hour is read twice
+    (CONTRACT §4).
     """
     if layer == "realtime":
-        return "beacons"
+        return "beacons", {}
     table = "beacons_minute" if layer == "historical-minute" else "beacons_hour"
-    parts = []
+    parts, params = [], {}
     if rolled_hours:
         parts.append(f"SELECT {rollup_rows.COLUMNS} FROM {table}"
-                     " WHERE customer_id = ANY(%(customers)s)"
+                     ' WHERE customer_id = ANY(%(customers)s) AND "time" >= %(start)s'
+                     ' AND "time" < %(end)s'
                      ' AND date_trunc(\'hour\', "time") = ANY(%(rolled_hours)s::timestamptz[])')
-    parts.append(rollup_rows.minute_select(
-        'customer_id = ANY(%(customers)s) AND "time" >= %(start)s AND "time" < %(end)s'
-        ' AND NOT date_trunc(\'hour\', "time") = ANY(%(rolled_hours)s::timestamptz[])'
-    ))
-    return "(" + " UNION ALL ".join(parts) + ") AS rows"
+    raw = unrolled_ranges(spec.start, spec.end, rolled_hours)
+    if raw:
+        spans = " OR ".join(f'("time" >= %(raw_from_{i})s AND "time" < %(raw_to_{i})s)'
+                            for i in range(len(raw)))
+        for i, (low, high) in enumerate(raw):
+            params[f"raw_from_{i}"], params[f"raw_to_{i}"] = low, high
+        parts.append(rollup_rows.minute_select(
+            f'customer_id = ANY(%(customers)s) AND "time" < %(end)s AND ({spans})'))
+    if not parts:  # an empty range
+        parts.append(f"SELECT {rollup_rows.COLUMNS} FROM {table} WHERE false")
+    return "(" + " UNION ALL ".join(parts) + ") AS rows", params
 
 
 def bucket_sql(granularity: str) -> str:
@@ -104,7 +132,8 @@ def plan(
     """
     layer = choose_layer(spec, now)
     where, params = _where(spec)
-    source = source_relation(layer, spec, rolled_hours)
+    source, source_params = source_relation(layer, spec, rolled_hours)
+    params.update(source_params)
     historical = layer != "realtime"
     if historical:
         params["rolled_hours"] = sorted(rolled_hours)

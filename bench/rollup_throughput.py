@@ -43,7 +43,7 @@ async def load(url: str, sessions: int, start: datetime, end: datetime) -> int:
 
 def table_bytes(conn: psycopg.Connection, table: str) -> int:
     return conn.execute(
-        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits"
+        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits"
         " WHERE inhparent = %s::regclass", (table,)
     ).fetchone()[0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -40,9 +41,26 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(_as_owner(cmd), check=True, stdout=subprocess.DEVNULL)
 
 
+def cluster_dir(run_dir: Path) -> Path:
+    """Where the cluster lives: run_dir/pg, unless the `postgres` user (which runs it when we
+    are root) cannot reach run_dir, as in a checkout under /root: then under its own home."""
+    base = run_dir.resolve() / "pg"
+    if os.geteuid() != 0:
+        return base
+    reachable = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(run_dir.resolve())],
+        check=False,
+    ).returncode == 0
+    if reachable:
+        return base
+    digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]
+    return Path("/var/lib/postgresql") / f"edgestats-{digest}"
+
+
 def ensure_cluster(run_dir: Path, port: int) -> str:
     """Initialise (once) and start the cluster; returns the superuser URL of database postgres."""
-    base = run_dir.resolve() / "pg"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = cluster_dir(run_dir)
     data = base / "data"
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
@@ -61,7 +79,7 @@ def ensure_cluster(run_dir: Path, port: int) -> str:
 
 
 def stop_cluster(run_dir: Path) -> None:
-    data = run_dir / "pg" / "data"
+    data = cluster_dir(run_dir) / "data"
     if (data / "postmaster.pid").exists():
         _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
 

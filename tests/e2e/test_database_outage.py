@@ -42,6 +42,7 @@ def outage():
         yield api, key, run_dir, url
     stack.stop()
     postgres.stop_cluster(run_dir)
+    shutil.rmtree(postgres.cluster_dir(run_dir), ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -99,7 +100,7 @@ def _kill_cluster(run_dir: Path) -> None:
     import signal
     import subprocess
 
-    pid = int((run_dir / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    pid = int((postgres.cluster_dir(run_dir) / "data" / "postmaster.pid").read_text().split()[0])
     listed = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     os.kill(pid, signal.SIGKILL)  # first, so it cannot restart its children
     for child in map(int, listed.split()):

@@ -52,7 +52,7 @@ from bench.common import (
 )
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, WINDOW_SECONDS, daily_curve, generate_beacons
 from edgestats_core.beacon_columns import COLUMNS
-from edgestats_core.metrics.definitions import V1_METRICS
+from edgestats_core.metrics.v1_definitions import V1_METRICS
 from edgestats_core.query import planner
 from edgestats_core.query.granularity import FIXED_SECONDS
 from edgestats_core.query.v1_spec import V1Spec

@@ -13,7 +13,7 @@ from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
 from edgestats_core.http_query import QueryParams
-from edgestats_core.metrics.definitions import V1_METRICS, V1Metric
+from edgestats_core.metrics.v1_definitions import V1_METRICS, V1Metric
 from edgestats_core.query import layers, planner, v1_spec
 from edgestats_core.query.granularity import NAMES, grafana_value, parse_grafana_value
 from edgestats_core.query.result_cache import ResultCache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from edgestats_core.metrics.definitions import V1Metric
+from edgestats_core.metrics.v1_definitions import V1Metric
 from edgestats_core.query import buckets
 from edgestats_core.query.v1_spec import V1Spec
 from metrics_service.legacy_queries import number

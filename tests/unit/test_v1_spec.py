@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from edgestats_core.errors import BadRequest, Forbidden
-from edgestats_core.metrics.definitions import V1_METRICS
+from edgestats_core.metrics.v1_definitions import V1_METRICS
 from edgestats_core.query import layers, planner, v1_spec
 from edgestats_core.tenancy.principals import Principal
 

@@ -7,7 +7,7 @@ hours on the fly (edgestats_core.query.planner), so both produce the same rows.
 from __future__ import annotations
 
 from edgestats_core.beacon_columns import DIMENSIONS, MEASURES
-from edgestats_core.metrics.definitions import VIEWPORT_OPTIMAL, VIEWPORT_QUALIFIES
+from edgestats_core.metrics.v1_definitions import VIEWPORT_OPTIMAL, VIEWPORT_QUALIFIES
 
 # HLL precision: log2m 14 has a 0.8 % standard error (CONTRACT §5 asks for 2 %).
 HLL_LOG2M = 14

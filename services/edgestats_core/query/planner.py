@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from edgestats_core.metrics import rollup_rows
-from edgestats_core.metrics.definitions import V1Metric
+from edgestats_core.metrics.v1_definitions import V1Metric
 from edgestats_core.query.granularity import CALENDAR_MONTHS, FIXED_SECONDS
 from edgestats_core.query.v1_spec import V1Spec
 from edgestats_core.query.windows import floor_to

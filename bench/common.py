@@ -225,7 +225,7 @@ class CpuMeter:
 
 
 class HttpConnection:
-    """One keep-alive HTTP/1.1 connection sending GETs: ~20× less client CPU than httpx.
+    """One keep-alive HTTP/1.1 connection (GET, JSON POST): ~20× less client CPU than httpx.
 
     The load generator shares the two cores with Envoy, the service and
     PostgreSQL, so its own cost per request must stay small.
@@ -246,10 +246,20 @@ class HttpConnection:
 
     async def get(self, path: str) -> tuple[int, bytes]:
         """(status, body) of `GET path`; reconnects when the server closed the connection."""
+        return await self._exchange(b"GET " + path.encode() + b" " + self._head)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """(status, body) of a JSON `POST path`."""
+        head = self._head[:-2] + (b"content-type: application/json\r\ncontent-length: "
+                                  + str(len(body)).encode() + b"\r\n\r\n")
+        return await self._exchange(b"POST " + path.encode() + b" " + head + body)
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request and read its answer."""
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
-        self._writer.write(b"GET " + path.encode() + b" " + self._head)
+        self._writer.write(request)
         status_line = await self._reader.readline()
         if not status_line:
             raise ConnectionError("connection closed by the server")

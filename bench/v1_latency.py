@@ -163,30 +163,6 @@ def export_parquet(url: str, directory: Path) -> Path:
 # --- edgestats through Envoy ---------------------------------------------------------------
 
 
-class PostConnection(HttpConnection):
-    """HttpConnection sending JSON POSTs."""
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
-        head = self._head[:-2] + (b"content-type: application/json\r\ncontent-length: "
-                                  + str(len(body)).encode() + b"\r\n\r\n")
-        self._writer.write(b"POST " + path.encode() + b" " + head + body)
-        status_line = await self._reader.readline()
-        if not status_line:
-            raise ConnectionError("connection closed by the server")
-        status = int(status_line.split(None, 2)[1])
-        headers: dict[bytes, bytes] = {}
-        while (line := await self._reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        answer = await self._body(headers)
-        if headers.get(b"connection", b"").lower() == b"close":
-            await self.close()
-        return status, answer
-
-
 @dataclass
 class Timing:
     latencies: list[float]  # seconds, ascending
@@ -197,13 +173,13 @@ class Timing:
         return percentile(self.latencies, pct) * 1000
 
 
-async def closed_loop(connections: list[PostConnection], path: str, body: bytes,
+async def closed_loop(connections: list[HttpConnection], path: str, body: bytes,
                       requests: int, duration: float) -> Timing:
     deadline = time.perf_counter() + duration
     latencies: list[float] = []
     issued = errors = 0
 
-    async def worker(connection: PostConnection) -> None:
+    async def worker(connection: HttpConnection) -> None:
         nonlocal issued, errors
         while issued < requests and time.perf_counter() < deadline:
             issued += 1
@@ -220,7 +196,7 @@ async def closed_loop(connections: list[PostConnection], path: str, body: bytes,
 async def measure_service(stack: Stack, key: str, path: str, body: bytes,
                           args: argparse.Namespace) -> tuple[list[dict], Timing, Timing, str]:
     headers = {"authorization": f"Bearer {key}"}
-    connections = [PostConnection(stack.http_url, headers) for _ in range(args.clients)]
+    connections = [HttpConnection(stack.http_url, headers) for _ in range(args.clients)]
     try:
         status, answer = await connections[0].post(path, body)  # warm-up, and the answer
         if status != 200:

@@ -13,7 +13,6 @@ import os
 import pstats
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,15 +24,8 @@ from urllib.parse import urlsplit
 import psycopg
 
 from edgestats_core.tenancy.api_keys import create_customer_key
-from edgestats_stack import gateway, postgres
-from edgestats_stack.processes import (
-    free_port,
-    spawn,
-    start_envoy,
-    wait_envoy_ready,
-    wait_grpc_healthy,
-)
-from edgestats_stack.stack import GEN, REPO, Stack, prepare_database, start_stack
+from edgestats_stack import postgres
+from edgestats_stack.stack import REPO, Stack, prepare_database, start_stack
 
 BENCH_DB = "edgestats_bench"
 PG_PORT = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
@@ -50,29 +42,10 @@ def fresh_database() -> tuple[str, str]:
 
 
 def start_profiled_stack(run_dir: Path, db_url: str, profile: Path, env: dict[str, str]) -> Stack:
-    """start_stack (mirrored), but the metrics service runs under cProfile, written on stop."""
-    metrics_port, admin_port, http_port = free_port(), free_port(), free_port()
-    stack = Stack(db_url, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{http_port}")
-    try:
-        output = str(profile.resolve())
-        cmd = [sys.executable, "-m", "cProfile", "-o", output, "-m", "metrics_service"]
-        service_env = {"DATABASE_URL": db_url, "EDGESTATS_PORT": str(metrics_port), **env}
-        metrics = spawn("metrics_service", cmd, run_dir, service_env)
-        stack.processes.append(metrics)
-        wait_grpc_healthy(metrics_port, metrics)
-        config = run_dir / "envoy.yaml"
-        config.write_text(gateway.render(
-            host="127.0.0.1", port=http_port, admin_port=admin_port,
-            service_ports={"metrics": [metrics_port]},
-            descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
-        ))
-        envoy = start_envoy(config, run_dir)
-        stack.processes.append(envoy)
-        wait_envoy_ready(admin_port, envoy)
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
+    """One metrics service worker under cProfile (the profile is written when it stops)."""
+    profiler = ("-m", "cProfile", "-o", str(profile.resolve()))
+    return start_stack(run_dir, db_url, env=env, workers=1,
+                       python_args={"metrics_service": profiler})
 
 
 def print_profile(profile: Path, limit: int = 30) -> None:

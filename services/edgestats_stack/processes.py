@@ -88,9 +88,10 @@ def spawn(
 
 def start_service(
     module: str, run_dir: Path, port: int, env: dict[str, str], detach: bool = False,
-    name: str | None = None,
+    name: str | None = None, python_args: tuple[str, ...] = (),
 ) -> Process:
-    cmd = [sys.executable, "-m", module]
+    """`python [python_args] -m module` (python_args: e.g. a profiler) serving on `port`."""
+    cmd = [sys.executable, *python_args, "-m", module]
     return spawn(name or module, cmd, run_dir, {**env, "EDGESTATS_PORT": str(port)}, detach)
 
 

@@ -52,9 +52,11 @@ def prepare_database(url: str) -> list[str]:
 def start_stack(
     run_dir: Path, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
     env: dict[str, str] | None = None, detach: bool = False, workers: int | None = None,
+    python_args: dict[str, tuple[str, ...]] | None = None,
 ) -> Stack:
     """Start `workers` processes of every service (default EDGESTATS_WORKERS, 2) and Envoy on
-    free ports (Envoy on `port` when given)."""
+    free ports (Envoy on `port` when given). `python_args` per service module run it under
+    e.g. a profiler (benchmarks)."""
     admin_port, http_port = free_port(), port or free_port()
     workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
     service_ports = {spec.cluster: [free_port() for _ in range(workers)] for spec in SERVICES}
@@ -68,6 +70,7 @@ def start_stack(
                 process = start_service(
                     spec.module, run_dir, service_port, process_env, detach,
                     name=f"{spec.module}-{index}",
+                    python_args=(python_args or {}).get(spec.module, ()),
                 )
                 stack.processes.append(process)
                 started.append((service_port, process))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 import grpc
@@ -172,6 +173,26 @@ def _check_decoded(request: object) -> None:
         raise BadRequest([FieldError(("query",), "the request is not valid UTF-8", "value_error")])
 
 
+@asynccontextmanager
+async def _answering(
+    context: grpc.aio.ServicerContext, request: object, enter: Callable[[], Awaitable[None]],
+    behavior: object,
+) -> AsyncIterator[None]:
+    """Resolve the principal, then run the call; domain errors become their documented
+    bodies, anything else a bare 500 (logged, never leaked)."""
+    try:
+        await enter()
+        _check_decoded(request)
+        yield
+    except ApiError as error:
+        await abort_with(context, error)
+    except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
+        if isinstance(exc, grpc.aio.AbortError):
+            raise
+        log.exception("unhandled error in %s", behavior)
+        await abort_with(context, ApiError())
+
+
 def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
     """The same kind of handler, resolving the principal first and mapping errors."""
     deserializer = _tolerant(handler.request_deserializer)
@@ -179,19 +200,10 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
         behavior = handler.unary_unary
 
         async def unary(request, context):
-            try:
-                await enter()
-                _check_decoded(request)
+            async with _answering(context, request, enter, behavior):
                 response = await behavior(request, context)
                 await send_headers(context)
                 return response
-            except ApiError as error:
-                await abort_with(context, error)
-            except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
-                if isinstance(exc, grpc.aio.AbortError):
-                    raise
-                log.exception("unhandled error in %s", behavior)
-                await abort_with(context, ApiError())
 
         return grpc.unary_unary_rpc_method_handler(
             unary, deserializer, handler.response_serializer
@@ -200,22 +212,13 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
         behavior = handler.unary_stream
 
         async def stream(request, context):
-            try:
-                await enter()
-                _check_decoded(request)
+            async with _answering(context, request, enter, behavior):
                 first = True
                 async for item in behavior(request, context):
                     if first:  # computed before the first message: headers go with it
                         await send_headers(context)
                         first = False
                     yield item
-            except ApiError as error:
-                await abort_with(context, error)
-            except Exception as exc:  # noqa: BLE001
-                if isinstance(exc, grpc.aio.AbortError):
-                    raise
-                log.exception("unhandled error in %s", behavior)
-                await abort_with(context, ApiError())
 
         return grpc.unary_stream_rpc_method_handler(
             stream, deserializer, handler.response_serializer

@@ -7,7 +7,7 @@ from importlib import resources
 import psycopg
 
 # Components in dependency order; each owns `<package>/schema/*.sql`.
-COMPONENTS = ("edgestats_core", "metrics_service", "sql_query_service")
+COMPONENTS = ("edgestats_core", "metrics_service", "sql_query_service", "usage_billing_service")
 LOCK_ID = 7301  # advisory lock serialising concurrent migrators
 
 

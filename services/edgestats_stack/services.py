@@ -25,4 +25,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
         ),
     ),
     ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryService",)),
+    ServiceSpec(
+        "usage_billing_service",
+        "usage",
+        (
+            "edgestats.usage_billing.v1.UsageStatsService",
+            "edgestats.usage_billing.v1.UsageIngestService",
+            "edgestats.usage_billing.v1.OAuthService",
+        ),
+    ),
 )

@@ -1,0 +1,49 @@
+"""Run the usage-billing service: `python -m usage_billing_service` (settings from env)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edgestats.usage_billing.v1 import (
+    oauth_service_pb2_grpc,
+    usage_ingest_service_pb2_grpc,
+    usage_stats_service_pb2_grpc,
+)
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+from edgestats_core.server import ServiceBinding, serve_forever
+from usage_billing_service import oauth_tokens, usage_ingest, usage_stats
+
+
+def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
+    stats = usage_stats.UsageStatsServicer(db, settings)
+    ingest = usage_ingest.UsageIngestServicer(db, settings)
+    tokens = oauth_tokens.OAuthServicer(db, settings)
+    return [
+        ServiceBinding(
+            usage_stats.SERVICE,
+            lambda s: usage_stats_service_pb2_grpc.add_UsageStatsServiceServicer_to_server(
+                stats, s
+            ),
+        ),
+        ServiceBinding(
+            usage_ingest.SERVICE,
+            lambda s: usage_ingest_service_pb2_grpc.add_UsageIngestServiceServicer_to_server(
+                ingest, s
+            ),
+        ),
+        ServiceBinding(
+            oauth_tokens.SERVICE,
+            lambda s: oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server(tokens, s),
+        ),
+    ]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve_forever(Settings.from_env(), bindings, oauth_tokens.PUBLIC_METHODS))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""UsageIngestService: usage events in (stub, being built)."""
+
+from __future__ import annotations
+
+from edgestats.usage_billing.v1 import usage_ingest_service_pb2_grpc as rpc
+from edgestats_core.config import Settings
+from edgestats_core.db import Database
+
+SERVICE = "edgestats.usage_billing.v1.UsageIngestService"
+
+
+class UsageIngestServicer(rpc.UsageIngestServiceServicer):
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings

@@ -54,6 +54,8 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
             key = api_keys.create_role_key(conn, args.owner or args.role, args.role)
         else:
             sys.exit("one of --customer, --reseller or --role is required")
+        if args.rate is not None:
+            api_keys.set_rate_limit(conn, api_keys.key_id_of(key), args.rate, args.burst)
     print("the key is shown once; store it now:")
     print(key)
 
@@ -62,7 +64,9 @@ def cmd_keys_list(args: argparse.Namespace) -> None:
     with psycopg.connect(_url()) as conn:
         for k in api_keys.list_keys(conn):
             state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-            print(f"{k.key_id}\t{k.kind}\t{k.owner_id}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+            limit = f"{k.rate_limit:g}/s burst {k.rate_burst:g}" if k.rate_limit else "tier limit"
+            print(f"{k.key_id}\t{k.kind}\t{k.owner_id}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
+                  f"\t{limit}")
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> None:
@@ -71,6 +75,19 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
     if not count:
         sys.exit(f"no active key {args.key_id}")
     print(f"revoked {args.key_id}")
+
+
+def cmd_keys_limit(args: argparse.Namespace) -> None:
+    if args.tier_default and args.rate is not None:
+        sys.exit("--rate and --tier-default exclude each other")
+    if not args.tier_default and args.rate is None:
+        sys.exit("give --rate (and --burst) or --tier-default")
+    with psycopg.connect(_url()) as conn:
+        count = api_keys.set_rate_limit(conn, args.key_id, args.rate, args.burst)
+    if not count:
+        sys.exit(f"no active key {args.key_id}")
+    print(f"{args.key_id}: " + (f"{args.rate:g}/s, burst {args.burst or args.rate:g}"
+                                if args.rate is not None else "tier limit"))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,8 +110,16 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--region", choices=["americas", "emea", "apac"])
     create.add_argument("--tier", choices=["lite", "advanced"], default="lite")
     create.add_argument("--owner", help="role keys: who holds it")
+    create.add_argument("--rate", type=float, help="the key's own requests/s (default: tier's)")
+    create.add_argument("--burst", type=float, help="the key's own burst (default: --rate)")
     create.set_defaults(func=cmd_keys_create)
     keys.add_parser("list", help="list keys (ids only)").set_defaults(func=cmd_keys_list)
+    limit = keys.add_parser("limit", help="give a key its own rate limit, or its tier's again")
+    limit.add_argument("key_id")
+    limit.add_argument("--rate", type=float, help="requests/s sustained")
+    limit.add_argument("--burst", type=float, help="bucket size (default: --rate)")
+    limit.add_argument("--tier-default", action="store_true", help="drop the key's own limit")
+    limit.set_defaults(func=cmd_keys_limit)
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)

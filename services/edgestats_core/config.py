@@ -28,6 +28,8 @@ class Settings:
     rate_limits_by_tier: tuple[tuple[str, float, float], ...] = ()
     # Time budget of every statement; past it PostgreSQL cancels it and the answer is 504.
     statement_timeout_ms: int = 30_000
+    # Lifetime of an OAuth access token (POST /oauth/token).
+    token_ttl_seconds: int = 3600
     # Processes of this service behind the gateway (they split each key's limit).
     workers: int = 1
 
@@ -53,6 +55,7 @@ class Settings:
                 for tier in ("lite", "advanced") if f"EDGESTATS_RATE_LIMIT_{tier.upper()}" in env
             ),
             "workers": int(env.get("EDGESTATS_WORKERS", "1")),
+            "token_ttl_seconds": int(env.get("EDGESTATS_TOKEN_TTL_SECONDS", "3600")),
             "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
         }
         values.update(overrides)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from edgestats_core.tenancy import api_keys
 from edgestats_stack.stack import start_stack
 from tests.e2e.api import Api
 
@@ -54,6 +56,15 @@ def test_tiers_have_their_own_limits(limited_api, tenants):
     _, key = tenants.customer("advanced")
     codes = [limited_api.get("/summary/agg", key, time="1h").status_code for _ in range(7)]
     assert codes == [200] * 6 + [429]
+
+
+def test_a_key_can_have_its_own_limit(limited_api, tenants, db_url):
+    _, key = tenants.customer("lite")
+    with psycopg.connect(db_url) as conn:
+        assert api_keys.set_rate_limit(conn, api_keys.key_id_of(key), 0.1, 2) == 1
+    answers = [limited_api.get("/summary/agg", key, time="1h") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["x-ratelimit-limit"] == "0.1"
 
 
 def test_public_and_unauthenticated_calls_are_not_limited(limited_api):

@@ -30,3 +30,10 @@ def test_workers_share_the_limit():
     limiter = RateLimiter(Limit(rate=20, burst=100), workers=2)
     allowed = sum(limiter.take("k", "lite", now=0).allowed for _ in range(100))
     assert allowed == 50  # the other worker takes the other half of the key's calls
+
+
+def test_a_keys_own_limit_wins_over_its_tier():
+    limiter = RateLimiter(Limit(20, 100), {"advanced": Limit(50, 200)})
+    decisions = [limiter.take("k", "advanced", (1, 3), now=0) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[0].limit == 1

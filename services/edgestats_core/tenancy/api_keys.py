@@ -19,10 +19,15 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def key_id_of(key: str) -> str:
+    """The public id of a key (as listed by `keys list`)."""
+    return key[len(KEY_PREFIX):][:8]
+
+
 def new_key() -> tuple[str, str]:
     """A fresh random key and its public id (the first 8 characters after the prefix)."""
-    token = secrets.token_urlsafe(32)
-    return KEY_PREFIX + token, token[:8]
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key_id_of(key)
 
 
 def parse_authorization(value: str | None) -> str | None:
@@ -35,20 +40,32 @@ def parse_authorization(value: str | None) -> str | None:
     return None if rest else scheme
 
 
+# A key, or an unexpired OAuth access token of a live client (tenancy/oauth.py). Tokens
+# share the rate-limit bucket of their client (key_id oauth:<client_id>), so asking for
+# more tokens gives no more requests. `expires_in` bounds how long the answer is cached.
 LOOKUP_SQL = """
 SELECT k.key_id, k.kind, k.owner_id,
        coalesce(c.tier, r.tier) AS tier,
        coalesce(c.region, r.region) AS region,
-       r.customers
+       r.customers, k.rate_limit, k.rate_burst, NULL::double precision AS expires_in
 FROM api_keys k
 LEFT JOIN customers c ON k.kind = 'customer' AND c.customer_id = k.owner_id
 LEFT JOIN resellers r ON k.kind = 'reseller' AND r.reseller_id = k.owner_id
-WHERE k.key_hash = %s AND k.revoked_at IS NULL
+WHERE k.key_hash = %(digest)s AND k.revoked_at IS NULL
+UNION ALL
+SELECT 'oauth:' || t.client_id, 'usage-user', t.user_id, NULL, NULL, NULL, NULL, NULL,
+       extract(epoch FROM t.expires_at - now())::double precision
+FROM oauth_access_tokens t
+JOIN oauth_clients o ON o.client_id = t.client_id AND o.revoked_at IS NULL
+WHERE t.token_hash = %(digest)s AND t.expires_at > now()
 """
 
 
 def principal_from_row(row: dict) -> Principal:
     kind = row["kind"]
+    limit = None
+    if row.get("rate_limit") is not None:
+        limit = (row["rate_limit"], row["rate_burst"] or row["rate_limit"])
     return Principal(
         key_id=row["key_id"],
         kind=kind,
@@ -57,6 +74,8 @@ def principal_from_row(row: dict) -> Principal:
         region=row["region"],
         reseller_id=row["owner_id"] if kind == "reseller" else None,
         customers=tuple(row["customers"] or ()),
+        user_id=row["owner_id"] if kind == "usage-user" else None,
+        limit=limit,
     )
 
 
@@ -67,6 +86,8 @@ class KeyInfo:
     kind: str
     created_at: datetime
     revoked_at: datetime | None
+    rate_limit: float | None = None
+    rate_burst: float | None = None
 
 
 def _check(value: str | None, allowed: tuple[str, ...], name: str) -> None:
@@ -122,6 +143,28 @@ def create_reseller_key(
         return _insert_key(cur, reseller_id, "reseller")
 
 
+def create_user_key(conn: psycopg.Connection, user_id: str) -> str:
+    """A key of a usage user (CONTRACT §8); the user itself is the usage-billing service's."""
+    with conn.transaction(), conn.cursor() as cur:
+        return _insert_key(cur, user_id, "usage-user")
+
+
+def set_rate_limit(
+    conn: psycopg.Connection, key_id: str, rate: float | None, burst: float | None
+) -> int:
+    """Give a key its own limit (None: back to its tier's); returns how many keys changed.
+    Services pick it up within the key cache time."""
+    if rate is not None and (rate <= 0 or (burst is not None and burst < 1)):
+        raise ValueError("rate must be > 0 and burst >= 1")
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "UPDATE api_keys SET rate_limit = %s, rate_burst = %s"
+            " WHERE key_id = %s AND revoked_at IS NULL",
+            (rate, burst if rate is not None else None, key_id),
+        )
+        return cur.rowcount
+
+
 def create_role_key(conn: psycopg.Connection, owner_id: str, role: str) -> str:
     """A key for an internal role (usage-ingest)."""
     _check(role, ("usage-ingest",), "role")
@@ -132,7 +175,8 @@ def create_role_key(conn: psycopg.Connection, owner_id: str, role: str) -> str:
 def list_keys(conn: psycopg.Connection) -> list[KeyInfo]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT owner_id, key_id, kind, created_at, revoked_at FROM api_keys"
+            "SELECT owner_id, key_id, kind, created_at, revoked_at, rate_limit, rate_burst"
+            " FROM api_keys"
             " ORDER BY owner_id, created_at"
         )
         return [KeyInfo(**row) for row in cur.fetchall()]

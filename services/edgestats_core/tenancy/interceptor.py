@@ -69,11 +69,14 @@ class KeyResolver:
         if hit and hit[0] > time.monotonic():
             principal = hit[1]
         else:
-            rows = await self.db.fetch(LOOKUP_SQL, (digest,))
+            rows = await self.db.fetch(LOOKUP_SQL, {"digest": digest})
             principal = principal_from_row(rows[0]) if rows else None
+            ttl = self.ttl
+            if rows and rows[0]["expires_in"] is not None:  # an access token: not past expiry
+                ttl = min(ttl, rows[0]["expires_in"])
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[digest] = (time.monotonic() + self.ttl, principal)
+            self._cache[digest] = (time.monotonic() + ttl, principal)
         if principal is None:
             raise NotAuthenticated()
         return principal
@@ -141,7 +144,7 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
 
     def check_rate(self, principal: Principal) -> None:
         """Spend a token of the key's bucket; the answer carries X-RateLimit-* either way."""
-        decision = self.limiter.take(principal.key_id, principal.tier)
+        decision = self.limiter.take(principal.key_id, principal.tier, principal.limit)
         add_response_header("x-ratelimit-limit", f"{decision.limit:g}")
         add_response_header("x-ratelimit-remaining", str(decision.remaining))
         if not decision.allowed:

@@ -10,7 +10,8 @@ REGIONS = ("americas", "emea", "apac")
 
 @dataclass(frozen=True)
 class Principal:
-    """A resolved caller. `kind` is customer, reseller or usage-ingest."""
+    """A resolved caller. `kind` is customer, reseller, usage-ingest or usage-user; `limit`
+    is the key's own (rate, burst) when it overrides its tier's."""
 
     key_id: str
     kind: str
@@ -19,6 +20,8 @@ class Principal:
     region: str | None = None
     reseller_id: str | None = None
     customers: tuple[str, ...] = field(default_factory=tuple)
+    user_id: str | None = None
+    limit: tuple[float, float] | None = None
 
     @property
     def is_advanced(self) -> bool:
@@ -27,3 +30,7 @@ class Principal:
     @property
     def is_customer(self) -> bool:
         return self.kind == "customer"
+
+    @property
+    def is_usage_user(self) -> bool:
+        return self.kind == "usage-user"

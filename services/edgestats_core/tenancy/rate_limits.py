@@ -40,9 +40,11 @@ class RateLimiter:
     def limit_for(self, tier: str) -> Limit:
         return self.per_tier.get(tier, self.default)
 
-    def take(self, key_id: str, tier: str, now: float | None = None) -> Decision:
-        """Spend one token of the key's bucket if there is one."""
-        limit = self.limit_for(tier)
+    def take(self, key_id: str, tier: str, override: tuple[float, float] | None = None,
+             now: float | None = None) -> Decision:
+        """Spend one token of the key's bucket if there is one; `override` is the key's own
+        (rate, burst), which wins over its tier's."""
+        limit = Limit(*override) if override else self.limit_for(tier)
         rate, burst = limit.rate / self.workers, max(limit.burst / self.workers, 1.0)
         now = time.monotonic() if now is None else now
         tokens, updated = self._buckets.get(key_id, (burst, now))

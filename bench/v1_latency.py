@@ -2,6 +2,7 @@
 
     PYTHONPATH=services:gen .venv/bin/python -m bench.v1_latency \
         [--beacons 20000000] [--clients 8] [--requests 100] [--duration 30] [--duckdb-runs 10]
+        [--keep-db] [--reuse]   # keep the loaded database / measure a kept one (skips 1.)
 
 1. A fresh `edgestats_bench` database gets `--beacons` raw beacons of one customer
    (edgestats_cli.demo_data, demo-sports scaled so that 30 days give that volume), validated
@@ -41,6 +42,7 @@ from psycopg import sql
 
 from bench.common import (
     BENCH_DB,
+    PG_PORT,
     CpuMeter,
     HttpConnection,
     code_version,
@@ -53,11 +55,12 @@ from bench.common import (
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, WINDOW_SECONDS, daily_curve, generate_beacons
 from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.metrics.v1_definitions import V1_METRICS
+from edgestats_core.migrations import migrate
 from edgestats_core.query import planner
 from edgestats_core.query.granularity import FIXED_SECONDS
 from edgestats_core.query.v1_spec import V1Spec
 from edgestats_stack import postgres
-from edgestats_stack.stack import Stack
+from edgestats_stack.stack import REPO, Stack
 from metrics_service import rollups
 from metrics_service.beacon_validation import validate
 
@@ -295,18 +298,41 @@ def explain(url: str, metric: str, start: datetime, end: datetime, granularity: 
             print("  " + re.sub(r"'\{[^}]{200,}\}'", "'{…rolled hours…}'", line))
 
 
+def reusable_database() -> tuple[str, str, int, datetime] | None:
+    """(admin URL, URL, beacons, data end) of a kept, loaded and rolled-up bench database,
+    migrated to the current schema; None when there is none."""
+    admin = postgres.ensure_cluster(REPO / ".run", PG_PORT)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            return None
+    url = admin.rsplit("/", 1)[0] + "/" + BENCH_DB
+    migrate(url)  # new rollup tables are backfilled by their migration
+    with psycopg.connect(url) as conn:
+        count, last = conn.execute('SELECT count(*), max("time") FROM beacons').fetchone()
+    if not count:
+        return None
+    return admin, url, count, last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
 def run(args: argparse.Namespace) -> None:
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    reused = reusable_database() if args.reuse else None
+    if reused:
+        admin, url, loaded, end = reused
+        print(f"reusing {BENCH_DB}: {loaded:,} beacons, rolled up, ending {end.isoformat()}")
+    else:
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        admin, url = fresh_database()
     start = end - timedelta(days=DAYS) + timedelta(minutes=1)  # within the raw retention
-    admin, url = fresh_database()
     workdir = Path(tempfile.mkdtemp(prefix="edgestats-v1-bench-", dir=args.workdir))
     print(f"{machine_note()}; work dir {workdir}")
     try:
-        started = time.perf_counter()
-        loaded = load(url, args.beacons, start, end, args.seed)
-        seconds = time.perf_counter() - started
-        print(f"loaded {loaded:,} beacons in {seconds:.0f} s = {loaded / seconds:,.0f} beacons/s")
-        roll_up(url, start, end)
+        if not reused:
+            started = time.perf_counter()
+            loaded = load(url, args.beacons, start, end, args.seed)
+            seconds = time.perf_counter() - started
+            print(f"loaded {loaded:,} beacons in {seconds:.0f} s ="
+                  f" {loaded / seconds:,.0f} beacons/s")
+            roll_up(url, start, end)
         parquet = export_parquet(url, workdir)
         key = customer_key(url, CUSTOMER.customer_id, "advanced")
         env = {"EDGESTATS_FROZEN_NOW": end.isoformat(), "EDGESTATS_RESULT_CACHE_SECONDS": "0"}
@@ -320,7 +346,7 @@ def run(args: argparse.Namespace) -> None:
                     frm = end - span
                     spec = V1Spec((CUSTOMER.customer_id,), frm, end, granularity, (), None,
                                   False, False)
-                    layer = planner.choose_layer(spec, end)
+                    layer = planner.choose_layer(spec, end, V1_METRICS[metric])
                     body = json.dumps({"from_date": frm.isoformat().replace("+00:00", "Z"),
                                        "to_date": end.isoformat().replace("+00:00", "Z"),
                                        "granularity": granularity}).encode()
@@ -405,6 +431,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", default=None, help="where the Parquet file goes")
     parser.add_argument("--no-explain", dest="explain", action="store_false")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure a database kept by --keep-db instead of loading one")
     parser.add_argument("--keep-parquet", action="store_true")
     return parser.parse_args()
 

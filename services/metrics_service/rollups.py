@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from edgestats_core.beacon_columns import MEASURES
-from edgestats_core.metrics.rollup_rows import DIMS, minute_select
+from edgestats_core.metrics.rollup_rows import DIMS, merged_select, minute_select
 
 HOUR = timedelta(hours=1)
 # An ingest transaction may commit up to this long after its rows' ingested_at (its start):
@@ -23,29 +22,18 @@ HOUR = timedelta(hours=1)
 INGEST_MARGIN = timedelta(minutes=2)
 LOCK_NAMESPACE = 7302
 
-
-
-def _hour_sql() -> str:
-    """Hour rows of [start, end) merged from its minute rows (sketches union)."""
-    totals = ", ".join(
-        f"sum(sum_{m.name}), sum(count_{m.name}), min(min_{m.name}), max(max_{m.name})"
-        for m in MEASURES
-    )
-    return f"""
-    INSERT INTO beacons_hour
-    SELECT customer_id, date_trunc('hour', "time"), {DIMS}, sum(beacons), {totals},
-           hll_union_agg(sessions), hll_union_agg(viewport_sessions),
-           hll_union_agg(optimal_sessions), tdigest(join_time), tdigest(downlink_speed)
-    FROM beacons_minute
-    WHERE "time" >= %(start)s AND "time" < %(end)s
-    GROUP BY customer_id, 2, {DIMS}
-    """
-
-
-MINUTE_SQL = "INSERT INTO beacons_minute " + minute_select(
-    '"time" >= %(start)s AND "time" < %(end)s'
+_IN_HOUR = 'WHERE "time" >= %(start)s AND "time" < %(end)s'
+MINUTE_SQL = "INSERT INTO beacons_minute " + minute_select(_IN_HOUR.removeprefix("WHERE "))
+# hour rows of the hour from its minute rows (sketches union)
+HOUR_SQL = "INSERT INTO beacons_hour " + merged_select(
+    f"beacons_minute {_IN_HOUR}", "date_trunc('hour', \"time\")", DIMS
 )
-HOUR_SQL = _hour_sql()
+# the dimensionless totals of both layers (rollup_rows.TOTALS_COLUMNS)
+TOTALS_SQL = {
+    table: f"INSERT INTO {table}_totals " + merged_select(f"{table} {_IN_HOUR}", '"time"', "source")
+    for table in ("beacons_minute", "beacons_hour")
+}
+ROLLUP_TABLES = ("beacons_minute", "beacons_hour", "beacons_minute_totals", "beacons_hour_totals")
 
 
 @dataclass(frozen=True)
@@ -57,21 +45,20 @@ class HourRollup:
 
 
 def roll_up_hour(conn: psycopg.Connection, hour: datetime) -> HourRollup:
-    """Replace the minute and hour rows of the hour starting at `hour`, atomically."""
+    """Replace the minute and hour rows (and their totals) of the hour starting at `hour`,
+    atomically."""
     bounds = {"start": hour, "end": hour + HOUR}
     with conn.transaction():
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s, %s)",
             (LOCK_NAMESPACE, int(hour.timestamp()) // 3600),
         )
-        conn.execute(
-            'DELETE FROM beacons_minute WHERE "time" >= %(start)s AND "time" < %(end)s', bounds
-        )
+        for table in ROLLUP_TABLES:
+            conn.execute(f"DELETE FROM {table} {_IN_HOUR}", bounds)
         minutes = conn.execute(MINUTE_SQL, bounds).rowcount
-        conn.execute(
-            'DELETE FROM beacons_hour WHERE "time" >= %(start)s AND "time" < %(end)s', bounds
-        )
         hours = conn.execute(HOUR_SQL, bounds).rowcount
+        for sql in TOTALS_SQL.values():
+            conn.execute(sql, bounds)
         raw = conn.execute(
             'SELECT count(*) FROM beacons WHERE "time" >= %(start)s AND "time" < %(end)s', bounds
         ).fetchone()[0]

@@ -102,10 +102,25 @@ def assert_rows_equal(actual: dict, expected: dict) -> None:
         assert abs(got[6] - want[6]) <= max(0.02 * want[6], 0.5), (bucket, got[6], want[6])
 
 
-@pytest.mark.parametrize(("table", "seconds"), [("beacons_minute", 60), ("beacons_hour", 3600)])
+@pytest.mark.parametrize(("table", "seconds"), [
+    ("beacons_minute", 60), ("beacons_hour", 3600),
+    ("beacons_minute_totals", 60), ("beacons_hour_totals", 3600),
+])
 def test_every_bucket_equals_the_raw_aggregate(db_url, rolled, table, seconds):
     customer_id, beacons, _ = rolled
     assert_rows_equal(minute_rows(db_url, customer_id, table), expected_rows(beacons, seconds))
+
+
+@pytest.mark.parametrize("table", ["beacons_minute_totals", "beacons_hour_totals"])
+def test_totals_keep_one_row_per_bucket_and_source(db_url, rolled, table):
+    customer_id, beacons, _ = rolled
+    seconds = 60 if "minute" in table else 3600
+    expected = {(datetime.fromtimestamp(int(b["__time"].timestamp()) // seconds * seconds, UTC),
+                 b["Source"]) for b in beacons}
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(f'SELECT "time", source FROM {table} WHERE customer_id = %s',
+                            (customer_id,)).fetchall()
+    assert len(rows) == len(expected) and set(rows) == expected
 
 
 def test_rerunning_and_overlapping_backfills_change_nothing(db_url, rolled):

@@ -158,3 +158,34 @@ def test_historical_plans_read_rolled_hours_and_the_raw_rest():
     assert plan.params["start"] == datetime(2026, 11, 25, 7, tzinfo=UTC)  # the hour's start
     nothing_rolled = planner.plan(spec, V1_METRICS["audience"], NOW)
     assert "FROM beacons_hour" not in nothing_rolled.sql
+
+
+DAY = {"from_date": "2026-11-24T10:00:00.000Z", "to_date": "2026-11-25T10:00:00Z",
+       "granularity": "fifteen_minute"}
+
+
+@pytest.mark.parametrize(("body", "path", "layer"), [
+    # unfiltered headline series over hours: the dimensionless totals answer
+    (DAY, "audience", "historical-minute"),
+    ({**DAY, "granularity": "hour"}, "traffic", "historical-hour"),
+    ({**DAY, "source": "p2p"}, "viewing_time", "historical-minute"),  # totals keep source
+    # a dimension the totals dropped, a short range, exact counts or a named layer: as before
+    ({**DAY, "channel_id": "ch"}, "audience", "realtime"),
+    (DAY, "audience/os", "realtime"),
+    ({**DAY, "from_date": "2026-11-25T05:00:00Z"}, "audience", "realtime"),
+    ({**DAY, "approximate_count_distinct": False}, "audience", "realtime"),
+    ({**DAY, "data_layer": "realtime"}, "audience", "realtime"),
+])
+def test_totals_answer_unfiltered_series(body, path, layer):
+    spec = parse(body)
+    assert planner.choose_layer(spec, NOW, V1_METRICS[path]) == layer
+
+
+def test_totals_plans_read_the_totals_tables_and_the_raw_rest():
+    spec = parse({**DAY, "granularity": "hour"})
+    rolled = frozenset({datetime(2026, 11, 25, 8, tzinfo=UTC)})
+    plan = planner.plan(spec, V1_METRICS["traffic"], NOW, rolled)
+    assert "FROM beacons_hour_totals" in plan.sql and "FROM beacons_hour " not in plan.sql
+    assert ") AS minute_rows" in plan.sql  # unrolled hours: minute rows from raw, projected
+    grouped = planner.plan(spec, V1_METRICS["audience/os"], NOW, rolled)
+    assert "FROM beacons_hour " in grouped.sql and "_totals" not in grouped.sql

@@ -20,6 +20,13 @@ COLUMNS = ", ".join([
     *(f"{p}_{m.name}" for m in MEASURES for p in ("sum", "count", "min", "max")),
     "sessions", "viewport_sessions", "optimal_sessions", "join_time", "downlink_speed",
 ])
+# every column of beacons_minute_totals / beacons_hour_totals (no dimension but source)
+TOTALS_COLUMNS = ", ".join([
+    "customer_id", '"time"', "source", "beacons",
+    *(f"{p}_{m.name}" for m in MEASURES for p in ("sum", "count", "min", "max")),
+    "sessions", "viewport_sessions", "optimal_sessions", "join_time", "downlink_speed",
+])
+TOTALS_DIMENSIONS = frozenset({"source"})
 _SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
 # the viewport rules as parts of a statement with %(name)s parameters
 _QUALIFIES = f"({VIEWPORT_QUALIFIES})".replace("%", "%%")
@@ -59,4 +66,21 @@ def minute_select(where: str) -> str:
         GROUP BY customer_id, 2, {DIMS}, session_id
     ) per_session
     GROUP BY customer_id, "time", {DIMS}
+    """
+
+
+def merged_select(source: str, bucket: str, dims: str) -> str:
+    """Rollup rows of `source` (a table or subquery with rollup columns) merged per customer,
+    `bucket` and `dims`: sums of sums and counts, minima, maxima, sketch unions. Builds the
+    hour rows from minute rows and the dimensionless totals from either."""
+    totals = ", ".join(
+        f"sum(sum_{m.name}), sum(count_{m.name}), min(min_{m.name}), max(max_{m.name})"
+        for m in MEASURES
+    )
+    return f"""
+    SELECT customer_id, {bucket}, {dims}, sum(beacons), {totals},
+           hll_union_agg(sessions), hll_union_agg(viewport_sessions),
+           hll_union_agg(optimal_sessions), tdigest(join_time), tdigest(downlink_speed)
+    FROM {source}
+    GROUP BY customer_id, 2, {dims}
     """

@@ -18,6 +18,8 @@ REALTIME_FINEST_COARSE = 1800  # thirty_minute
 REALTIME_SPAN = timedelta(hours=48)
 RAW_RETENTION = timedelta(days=30)
 HOUR = timedelta(hours=1)
+# below this the range is mostly the not-yet-rolled recent hours: raw beacons answer as fast
+TOTALS_PREFERRED_SPAN = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -29,26 +31,39 @@ class Plan:
     layer: str
 
 
-def choose_layer(spec: V1Spec, now: datetime) -> str:
+def reads_totals(spec: V1Spec, metric: V1Metric | None) -> bool:
+    """Whether the dimensionless totals (per customer, bucket and source) can answer: no
+    filter or breakdown on a dimension they dropped."""
+    columns = {column for column, _ in spec.filters}
+    if metric is not None and metric.group:
+        columns.add(metric.group[1])
+    return columns <= rollup_rows.TOTALS_DIMENSIONS
+
+
+def choose_layer(spec: V1Spec, now: datetime, metric: V1Metric | None = None) -> str:
     """The layer that answers (CONTRACT §4, §6).
 
     Exact distinct counts only come from raw beacons. Otherwise the named layer, else the
-    cheapest that can answer: raw beacons for what the realtime layer may serve (seconds to
-    thirty minutes, up to 48 h, within its 30 days), else the hour rollups for hourly or
-    coarser buckets and the minute rollups below.
+    cheapest that can answer: a query the rollup totals answer (`reads_totals`) over
+    `TOTALS_PREFERRED_SPAN` or more at whole minutes reads them (a few thousand rows a day
+    instead of every beacon); else raw beacons for what the realtime layer may serve
+    (seconds to thirty minutes, up to 48 h, within its 30 days); else the hour rollups for
+    hourly or coarser buckets and the minute rollups below.
     """
     if spec.exact_distinct:
         return "realtime"
     if spec.data_layer:
         return spec.data_layer
     seconds = FIXED_SECONDS.get(spec.granularity)
+    rollup = "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
+    if (metric is not None and reads_totals(spec, metric) and (seconds is None or seconds % 60 == 0)
+            and spec.end - spec.start >= TOTALS_PREFERRED_SPAN):
+        return rollup
     realtime = (
         seconds is not None and seconds <= REALTIME_FINEST_COARSE
         and spec.end - spec.start <= REALTIME_SPAN and spec.start >= now - RAW_RETENTION
     )
-    if realtime:
-        return "realtime"
-    return "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
+    return "realtime" if realtime else rollup
 
 
 def unrolled_ranges(
@@ -68,23 +83,26 @@ def unrolled_ranges(
 
 
 def source_relation(
-    layer: str, spec: V1Spec, rolled_hours: frozenset[datetime]
+    layer: str, spec: V1Spec, rolled_hours: frozenset[datetime], totals: bool = False
 ) -> tuple[str, dict]:
     """The FROM relation the metric aggregates read (and its parameters): the one place a
     data source is chosen.
 
-    `realtime` reads raw beacons. A historical layer reads its rollup table for the hours
-    already rolled up and, for the other hours of the range, minute rows aggregated on the
-    fly from raw beacons (`rollup_rows.minute_select`), each as explicit time ranges so that
-    PostgreSQL prunes partitions: the result never has a gap, and no hour is read twice
-    (CONTRACT §4).
+    `realtime` reads raw beacons. A historical layer reads its rollup table (or, with
+    `totals`, its dimensionless totals) for the hours already rolled up and, for the other
+    hours of the range, minute rows aggregated on the fly from raw beacons
+    (`rollup_rows.minute_select`), each as explicit time ranges so that PostgreSQL prunes
+    partitions: the result never has a gap, and no hour is read twice (CONTRACT §4).
     """
     if layer == "realtime":
         return "beacons", {}
     table = "beacons_minute" if layer == "historical-minute" else "beacons_hour"
+    columns = rollup_rows.COLUMNS
+    if totals:
+        table, columns = f"{table}_totals", rollup_rows.TOTALS_COLUMNS
     parts, params = [], {}
     if rolled_hours:
-        parts.append(f"SELECT {rollup_rows.COLUMNS} FROM {table}"
+        parts.append(f"SELECT {columns} FROM {table}"
                      ' WHERE customer_id = ANY(%(customers)s) AND "time" >= %(start)s'
                      ' AND "time" < %(end)s'
                      ' AND date_trunc(\'hour\', "time") = ANY(%(rolled_hours)s::timestamptz[])')
@@ -94,10 +112,11 @@ def source_relation(
                             for i in range(len(raw)))
         for i, (low, high) in enumerate(raw):
             params[f"raw_from_{i}"], params[f"raw_to_{i}"] = low, high
-        parts.append(rollup_rows.minute_select(
-            f'customer_id = ANY(%(customers)s) AND "time" < %(end)s AND ({spans})'))
+        minutes = rollup_rows.minute_select(
+            f'customer_id = ANY(%(customers)s) AND "time" < %(end)s AND ({spans})')
+        parts.append(f"SELECT {columns} FROM ({minutes}) AS minute_rows" if totals else minutes)
     if not parts:  # an empty range
-        parts.append(f"SELECT {rollup_rows.COLUMNS} FROM {table} WHERE false")
+        parts.append(f"SELECT {columns} FROM {table} WHERE false")
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
 
 
@@ -130,9 +149,10 @@ def plan(
 
     `rolled_hours`: the hours of the range already rolled up (read by the caller).
     """
-    layer = choose_layer(spec, now)
+    layer = choose_layer(spec, now, metric)
     where, params = _where(spec)
-    source, source_params = source_relation(layer, spec, rolled_hours)
+    totals = layer != "realtime" and reads_totals(spec, metric)
+    source, source_params = source_relation(layer, spec, rolled_hours, totals)
     params.update(source_params)
     historical = layer != "realtime"
     if historical:

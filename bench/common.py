@@ -32,11 +32,11 @@ PG_PORT = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def fresh_database() -> tuple[str, str]:
-    """(admin URL, URL) of a just-created, migrated `edgestats_bench` database."""
+def fresh_database(name: str = BENCH_DB) -> tuple[str, str]:
+    """(admin URL, URL) of a just-created, migrated database (`edgestats_bench`)."""
     admin = postgres.ensure_cluster(REPO / ".run", PG_PORT)
-    postgres.drop_database(admin, BENCH_DB)
-    url = postgres.create_database(admin, BENCH_DB)
+    postgres.drop_database(admin, name)
+    url = postgres.create_database(admin, name)
     prepare_database(url)
     return admin, url
 

@@ -83,7 +83,8 @@ async def run(
     async with db.connection() as conn:
         try:
             async with conn.transaction(), conn.cursor() as cur:
-                await cur.execute("SET TRANSACTION READ ONLY")
+                # one snapshot: the rolled hours read first and the rollup rows agree
+                await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 await cur.execute(f"SET LOCAL ROLE {READER_ROLE}")
                 await cur.execute(
                     "SELECT set_config('edgestats.customers', %s, true),"
@@ -93,7 +94,13 @@ async def run(
                     (",".join(translation.customers), str(spec.timeout_ms),
                      application_name(principal, spec.query_id)),
                 )
-                await cur.execute(translation.sql)
+                sql = translation.sql
+                hours = translation.hours()
+                if hours is not None:  # which hours the rollups hold, in this snapshot
+                    await cur.execute(
+                        "SELECT hour FROM rollup_runs WHERE hour >= %s AND hour < %s", hours)
+                    sql = translation.render(frozenset(row[0] for row in await cur.fetchall()))
+                await cur.execute(sql)
                 names = [c.name for c in cur.description or []]
                 rows = await cur.fetchall()
         except psycopg.Error as error:

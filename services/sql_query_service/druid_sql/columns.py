@@ -32,7 +32,14 @@ def _defined_names(tree: exp.Expression) -> set[str]:
 
 
 def _in_distinct_count(column: exp.Column) -> bool:
+    """Inside COUNT(DISTINCT …) / APPROX_COUNT_DISTINCT(…), directly or as the THEN of a
+    one-branch CASE (`COUNT(DISTINCT CASE WHEN Source = 'p2p' THEN SessionId END)`)."""
     parent = column.parent
+    if (isinstance(parent, exp.If) and parent.args.get("true") is column
+            and isinstance(parent.parent, exp.Case) and parent.parent.this is None
+            and len(parent.parent.args.get("ifs") or []) == 1
+            and not parent.parent.args.get("default")):
+        parent = parent.parent.parent
     if isinstance(parent, exp.ApproxDistinct):
         return True
     if isinstance(parent, exp.Anonymous):

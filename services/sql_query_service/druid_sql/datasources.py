@@ -1,15 +1,16 @@
 """The SQL datasources `sdk-{region}-{layer}` and the PostgreSQL each one reads.
 
-This is the one place that says what a datasource is made of:
+What a datasource is made of (with rollups.py for the historical scans that fit rollup rows):
 
 - `realtime`: the raw beacons, one row per beacon, Druid column names.
-- `historical-minute` / `historical-hour`: until the rollup tables exist they are
-  served from the raw beacons *viewed at the bucket's granularity*: `__time` is the
-  bucket start and the per-session columns are gone (CONTRACT §4), so SUM, COUNT,
-  MIN, MAX, AVG and COUNT(DISTINCT SessionId) of a bucket-aligned query give the
-  same answers as on realtime. `SessionId` stays readable only inside
-  COUNT(DISTINCT …)/APPROX_COUNT_DISTINCT (checked by columns.py). When the rollups
-  land, `source_query` for these layers becomes "rollup rows ∪ not-yet-rolled tail".
+- `historical-minute` / `historical-hour`: a scan that fits rollup rows reads the
+  rollups plus the not-yet-rolled tail (`rollups.py`, bound at run time to the rolled
+  hours); any other scan reads `source_query` below: the raw beacons *viewed at the
+  bucket's granularity* (`__time` is the bucket start, the per-session columns are gone,
+  CONTRACT §4), so SUM, COUNT, MIN, MAX, AVG and COUNT(DISTINCT SessionId) of a
+  bucket-aligned query give the realtime answers, within the raw retention. `SessionId`
+  stays readable only inside COUNT(DISTINCT …)/APPROX_COUNT_DISTINCT (checked by
+  columns.py).
 
 Only the caller's tier's columns are exposed, so even a rule bug cannot read
 an advanced column for a lite caller.

@@ -8,6 +8,8 @@ catalogue and server functions out of reach.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,13 +41,13 @@ KEPT: frozenset[type] = frozenset({
     exp.RowNumber, exp.Rank, exp.DenseRank, exp.Lag, exp.Lead, exp.FirstValue, exp.LastValue,
     exp.NthValue, exp.Ntile, exp.CumeDist, exp.PercentRank, exp.Cast, exp.Round, exp.Log,
     exp.Mod, exp.Trunc, exp.Concat, exp.ApproxDistinct, exp.ApproxQuantile,
-    exp.CurrentTimestamp, exp.CurrentDate,
+    exp.CurrentTimestamp, exp.CurrentDate, exp.RegexpExtract, exp.GroupConcat, exp.ArrayAgg,
 })
 ANONYMOUS = frozenset({
     "TIME_FLOOR", "TIME_SHIFT", "TIME_FORMAT", "TIME_PARSE", "TIME_EXTRACT",
     "MILLIS_TO_TIMESTAMP", "TIMESTAMP_TO_MILLIS", "APPROX_QUANTILE_DS",
     "APPROX_COUNT_DISTINCT_DS_HLL", "APPROX_COUNT_DISTINCT_DS_THETA",
-    "LATEST_BY", "EARLIEST_BY", "LATEST", "EARLIEST", "NVL",
+    "LATEST_BY", "EARLIEST_BY", "LATEST", "EARLIEST", "NVL", "TIMESTAMPADD", "TIMESTAMPDIFF",
 })
 CAST_TYPES = {
     exp.DataType.Type.INT: "int", exp.DataType.Type.BIGINT: "int",
@@ -89,19 +91,76 @@ def _utc_only(args: list[exp.Expression], index: int, name: str) -> None:
         raise SqlError(f"{name}: only the UTC time zone is supported")
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _zone(args: list[exp.Expression], index: int, name: str) -> str | None:
+    """The IANA time zone at args[index]; None for UTC (or no time zone)."""
+    if len(args) <= index or isinstance(args[index], exp.Null):
+        return None
+    text = _string(args[index], f"{name} time zone")
+    if text.upper() in ("UTC", "ETC/UTC", "Z", "GMT", "+00:00"):
+        return None
+    if text not in _zones():  # also what keeps the name safe to quote
+        raise SqlError(f"{name}: unknown time zone '{text}'")
+    return text
+
+
+_EPOCH = "CAST('1970-01-01T00:00:00Z' AS TIMESTAMPTZ)"
+_UNIT_NAMES = ("YEAR", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SECOND")
+
+
 def _time_floor(args: list[exp.Expression], options: Options) -> exp.Expression:
-    if len(args) < 2:
-        raise SqlError("TIME_FLOOR needs a timestamp and a period")
-    if len(args) > 2 and not isinstance(args[2], exp.Null):
-        raise SqlError("TIME_FLOOR: a custom origin is not supported")
-    _utc_only(args, 3, "TIME_FLOOR")
-    unit, seconds = time_formats.period(_string(args[1], "The TIME_FLOOR period"))
-    if unit == "seconds":
-        return pg(
-            f"DATE_BIN(CAST('{seconds} seconds' AS INTERVAL), __a0,"
-            " CAST('1970-01-01T00:00:00Z' AS TIMESTAMPTZ))", args[0]
-        )
-    return pg(f"DATE_TRUNC('{unit}', __a0)", args[0])
+    """Druid's PeriodGranularity: a single-unit period of 1 floors to the calendar unit; a
+    multiple or an origin counts whole periods from the origin (default: 1970-01-01 in
+    the time zone); calendar units (days and longer) follow the time zone's wall clock."""
+    if len(args) < 2 or len(args) > 4:
+        raise SqlError("TIME_FLOOR needs a timestamp and a period (then an origin, a time zone)")
+    text = _string(args[1], "The TIME_FLOOR period")
+    years, months, weeks, days, hours, minutes, seconds = time_formats.period_fields(text)
+    origin = args[2] if len(args) > 2 and not isinstance(args[2], exp.Null) else None
+    if isinstance(origin, exp.Literal) and origin.is_string:
+        origin = pg("CAST(__a0 AS TIMESTAMPTZ)", origin)
+    zone = _zone(args, 3, "TIME_FLOOR")
+    fields = (years, months, weeks, days, hours, minutes, seconds)
+    time = args[0]
+    if zone is None and origin is None:  # UTC from the epoch: the cheapest forms
+        try:
+            unit, length = time_formats.period(text)
+        except SqlError:
+            unit, length = "", 0
+        if unit == "seconds":
+            return pg(f"DATE_BIN(CAST('{length} seconds' AS INTERVAL), __a0, {_EPOCH})", time)
+        if unit:
+            return pg(f"DATE_TRUNC('{unit}', __a0)", time)
+    tz = zone or "UTC"
+    if origin is None and sorted(fields)[-2] == 0 and max(fields) == 1:  # P1M, PT1H, P1W…
+        unit = _UNIT_NAMES[fields.index(1)]
+        return pg(f"DATE_TRUNC('{unit}', __a0, '{tz}')", time)
+    local = f"(__a0 AT TIME ZONE '{tz}')"
+    local_origin = (f"(__a1 AT TIME ZONE '{tz}')" if origin is not None
+                    else "CAST('1970-01-01 00:00:00' AS TIMESTAMP)")
+    nodes = (time, origin) if origin is not None else (time,)
+    if years or months:
+        if weeks or days or hours or minutes or seconds:
+            raise SqlError(f"Unsupported period '{text}': months cannot be mixed with days or time")
+        step = years * 12 + months
+        count = (f"((EXTRACT(YEAR FROM {local}) - EXTRACT(YEAR FROM {local_origin})) * 12"
+                 f" + EXTRACT(MONTH FROM {local}) - EXTRACT(MONTH FROM {local_origin}))")
+        candidate = (f"({local_origin} + CAST(FLOOR({count} / {step}) * {step} AS DOUBLE PRECISION)"
+                     " * CAST('1 month' AS INTERVAL))")
+        return pg(f"(CASE WHEN {candidate} > {local} THEN {candidate}"
+                  f" - CAST('{step} months' AS INTERVAL) ELSE {candidate} END) AT TIME ZONE '{tz}'",
+                  *nodes)
+    length = (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    if weeks or days:  # calendar days: the wall clock of the time zone
+        return pg(f"DATE_BIN(CAST('{length} seconds' AS INTERVAL), {local}, {local_origin})"
+                  f" AT TIME ZONE '{tz}'", *nodes)
+    absolute_origin = ("CAST(__a1 AS TIMESTAMPTZ)" if origin is not None
+                       else f"({local_origin} AT TIME ZONE '{tz}')")
+    return pg(f"DATE_BIN(CAST('{length} seconds' AS INTERVAL), __a0, {absolute_origin})", *nodes)
 
 
 def _time_shift(args: list[exp.Expression], options: Options) -> exp.Expression:
@@ -139,8 +198,10 @@ def _time_extract(args: list[exp.Expression], options: Options) -> exp.Expressio
     unit = _string(args[1], "The TIME_EXTRACT unit").upper() if len(args) > 1 else "MILLISECOND"
     if unit not in EXTRACT_UNITS or len(args) > 3:
         raise SqlError(f"Unsupported TIME_EXTRACT unit '{unit}'")
-    _utc_only(args, 2, "TIME_EXTRACT")
+    zone = _zone(args, 2, "TIME_EXTRACT")
     unit = {"DOW": "ISODOW"}.get(unit, unit)
+    if zone is not None and unit != "EPOCH":
+        return pg(f"CAST(EXTRACT({unit} FROM __a0 AT TIME ZONE '{zone}') AS BIGINT)", args[0])
     return pg(f"CAST(EXTRACT({unit} FROM __a0) AS BIGINT)", args[0])
 
 
@@ -181,6 +242,82 @@ def _latest(descending: bool, with_time: bool):
     return rewrite
 
 
+_INTERVAL_UNITS = {"SECOND": "1 second", "MINUTE": "1 minute", "HOUR": "1 hour",
+                   "DAY": "1 day", "WEEK": "7 days", "MONTH": "1 month", "QUARTER": "3 months",
+                   "YEAR": "1 year"}
+_UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "WEEK": 604800}
+_UNIT_MONTHS = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}
+
+
+def _unit(node: exp.Expression, name: str) -> str:
+    unit = node.name.upper() if isinstance(node, exp.Var | exp.Column) else ""
+    unit = unit.removeprefix("SQL_TSI_")
+    if unit not in _INTERVAL_UNITS:
+        raise SqlError(f"{name}: unsupported time unit '{node.sql(dialect='druid')[:40]}'")
+    return unit
+
+
+def _timestampadd(args: list[exp.Expression], options: Options) -> exp.Expression:
+    """TIMESTAMPADD(unit, count, t) = t shifted by count units (calendar units clamp the day)."""
+    if len(args) != 3:
+        raise SqlError("TIMESTAMPADD needs a unit, a count and a timestamp")
+    step = _INTERVAL_UNITS[_unit(args[0], "TIMESTAMPADD")]
+    return pg(f"__a1 + CAST(__a0 AS BIGINT) * CAST('{step}' AS INTERVAL)", args[1], args[2])
+
+
+def _timestampdiff(args: list[exp.Expression], options: Options) -> exp.Expression:
+    """TIMESTAMPDIFF(unit, t1, t2): whole units from t1 to t2 (negative when t2 is earlier),
+    months/quarters/years counted on the calendar as in Calcite."""
+    if len(args) != 3:
+        raise SqlError("TIMESTAMPDIFF needs a unit and two timestamps")
+    unit = _unit(args[0], "TIMESTAMPDIFF")
+    if unit in _UNIT_SECONDS:
+        return pg(f"CAST(TRUNC(EXTRACT(EPOCH FROM __a1 - __a0) / {_UNIT_SECONDS[unit]})"
+                  " AS BIGINT)", args[1], args[2])
+    return pg("CAST(TRUNC((EXTRACT(YEAR FROM AGE(__a1, __a0)) * 12"
+              f" + EXTRACT(MONTH FROM AGE(__a1, __a0))) / {_UNIT_MONTHS[unit]}) AS BIGINT)",
+              args[1], args[2])
+
+
+def _regexp_extract(node: exp.RegexpExtract) -> exp.Expression:
+    """REGEXP_EXTRACT(s, pattern[, index]): the index-th capture group of the first match
+    (0 or absent: the whole match), null when nothing matches."""
+    pattern = node.expression
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+        raise SqlError("The REGEXP_EXTRACT pattern must be a string literal")
+    index = node.args.get("position") or node.args.get("group")
+    if index is None:
+        group = 0
+    elif isinstance(index, exp.Literal) and not index.is_string and index.this.isdigit():
+        group = int(index.this)
+    else:
+        raise SqlError("The REGEXP_EXTRACT index must be a non-negative integer")
+    return pg(f"REGEXP_SUBSTR(CAST(__a0 AS TEXT), __a1, 1, 1, '', {group})", node.this, pattern)
+
+
+def _string_agg(node: exp.GroupConcat) -> exp.Expression:
+    """STRING_AGG(expr, separator[, maxBytes]): non-null values joined (DISTINCT allowed)."""
+    value, separator = node.this, node.args.get("separator")
+    if separator is None:
+        raise SqlError("STRING_AGG needs an expression and a separator")
+    if isinstance(value, exp.Distinct):
+        inner = exp.Distinct(expressions=[pg("CAST(__a0 AS TEXT)", value.expressions[0])])
+        return exp.GroupConcat(this=inner, separator=separator)
+    if isinstance(value, exp.Order):
+        raise SqlError("STRING_AGG does not take ORDER BY")
+    return exp.GroupConcat(this=pg("CAST(__a0 AS TEXT)", value), separator=separator)
+
+
+def _array_agg(node: exp.ArrayAgg) -> exp.Expression:
+    """ARRAY_AGG(expr[, maxBytes]) / ARRAY_AGG(DISTINCT expr[, maxBytes]): nulls included."""
+    value = node.this
+    if isinstance(value, exp.Distinct):
+        return exp.ArrayAgg(this=exp.Distinct(expressions=[value.expressions[0]]))
+    if isinstance(value, exp.Order):
+        raise SqlError("ARRAY_AGG does not take ORDER BY")
+    return exp.ArrayAgg(this=value)
+
+
 def _millis_to_timestamp(args, options):
     return pg("TO_TIMESTAMP(CAST(__a0 AS DOUBLE PRECISION) / 1000.0)", args[0])
 
@@ -200,7 +337,8 @@ REWRITE_ANONYMOUS: dict[str, Callable[[list[exp.Expression], Options], exp.Expre
     "APPROX_QUANTILE_DS": _quantile, "APPROX_COUNT_DISTINCT_DS_HLL": _approx_distinct,
     "APPROX_COUNT_DISTINCT_DS_THETA": _approx_distinct, "LATEST_BY": _latest(True, True),
     "EARLIEST_BY": _latest(False, True), "LATEST": _latest(True, False),
-    "EARLIEST": _latest(False, False), "NVL": _nvl,
+    "EARLIEST": _latest(False, False), "NVL": _nvl, "TIMESTAMPADD": _timestampadd,
+    "TIMESTAMPDIFF": _timestampdiff,
 }
 
 
@@ -315,6 +453,12 @@ def _rewrite_node(node: exp.Expression, options: Options) -> exp.Expression | No
         return pg("MOD(CAST(__a0 AS NUMERIC), CAST(__a1 AS NUMERIC))", node.this, node.expression)
     if isinstance(node, exp.Concat):
         return _concat(node)
+    if isinstance(node, exp.RegexpExtract):
+        return _regexp_extract(node)
+    if isinstance(node, exp.GroupConcat):
+        return _string_agg(node)
+    if isinstance(node, exp.ArrayAgg):
+        return _array_agg(node)
     if isinstance(node, exp.CurrentTimestamp):
         return pg(f"CAST('{options.now.isoformat()}' AS TIMESTAMPTZ)")
     if isinstance(node, exp.CurrentDate):
@@ -330,6 +474,8 @@ def rewrite(nodes: list[exp.Expression], options: Options) -> None:
     """Rewrite `nodes` (a pre-order walk taken before any change) children first, in place."""
     for node in reversed(nodes):
         if isinstance(node, exp.Table) or node.parent is None and not isinstance(node, exp.Query):
+            continue
+        if node._meta and node._meta.get("final"):  # already PostgreSQL (rollups.final)
             continue
         new = _rewrite_node(node, options)
         if new is None:

@@ -34,13 +34,21 @@ def _number_placeholders(text: str) -> str:
 
     Positions come from the tokenizer, so a `?` inside a string or comment is untouched.
     """
-    if "?" not in text:
+    if "?" not in text and "TIMESTAMPDIFF" not in text.upper():
         return text
     tokens = sqlglot.Dialect.get_or_raise("druid").tokenize(text)
+    # sqlglot reads TIMESTAMPDIFF's third argument as a keyword (losing a column's case):
+    # the call is renamed (same length, positions kept) and parsed as an ordinary function
+    for token, following in zip(tokens, tokens[1:], strict=False):
+        if token.text.upper() == "TIMESTAMPDIFF" and following.token_type == TokenType.L_PAREN:
+            text = f"{text[:token.start]}{_TIMESTAMPDIFF}{text[token.end + 1:]}"
     marks = [t.start for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
     for index, start in reversed(list(enumerate(marks))):
         text = f"{text[:start]}:{PLACEHOLDER_PREFIX}{index}{text[start + 1:]}"
     return text
+
+
+_TIMESTAMPDIFF = "ES_TIMESTDIFF"  # as long as TIMESTAMPDIFF
 
 
 def parse(text: str) -> exp.Expression:
@@ -68,4 +76,22 @@ def parse(text: str) -> exp.Expression:
         raise SqlError(f"Syntax error: {type(error).__name__}") from None
     if len(statements) != 1:
         raise SqlError("Only one statement is allowed")
-    return statements[0]
+    return _unit_arguments(statements[0])
+
+
+def _unit_arguments(tree: exp.Expression) -> exp.Expression:
+    """TIMESTAMPADD/TIMESTAMPDIFF(unit, …): the unit is a keyword, not a column (sqlglot reads
+    a column): both become Anonymous(Var(unit), …)."""
+    for node in list(tree.find_all(exp.Anonymous)):
+        name = node.name.upper()
+        if name not in ("TIMESTAMPADD", _TIMESTAMPDIFF):
+            continue
+        args = list(node.expressions)
+        name = "TIMESTAMPDIFF" if name == _TIMESTAMPDIFF else name
+        if args and isinstance(args[0], exp.Column) and not args[0].table:
+            args[0] = exp.Var(this=args[0].name.upper())
+        replacement = exp.Anonymous(this=name, expressions=[a for a in args if a is not None])
+        if node is tree:
+            return replacement
+        node.replace(replacement)
+    return tree

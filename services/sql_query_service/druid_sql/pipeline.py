@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlglot import exp
 
@@ -22,6 +23,7 @@ from sql_query_service.druid_sql import (
     outputs,
     parameters,
     parsing,
+    rollups,
     scans,
     select_star,
     statements,
@@ -45,6 +47,25 @@ def _cap_rows(tree: exp.Expression) -> None:
 class Translation:
     sql: str                       # PostgreSQL, every identifier quoted
     customers: tuple[str, ...]     # what row-level security lets the query see
+    # historical scans on the rollups: their relation depends on which hours are rolled up,
+    # read in the query's transaction (`render`)
+    rollups: tuple[rollups.RollupSource, ...] = ()
+
+    def hours(self) -> tuple[datetime, datetime] | None:
+        """The hours [from, to) whose rollup state `render` needs, or None."""
+        if not self.rollups:
+            return None
+        return min(r.start for r in self.rollups), max(r.end for r in self.rollups)
+
+    def render(self, rolled_hours: frozenset[datetime] = frozenset()) -> str:
+        """The SQL to run, given the hours already rolled up."""
+        sql = self.sql
+        for source in self.rollups:
+            rolled = frozenset(h for h in rolled_hours if source.start <= h < source.end)
+            relation = rollups.relation_sql(source.layer, source.tier, source.start,
+                                            source.end, self.customers, rolled, source.totals)
+            sql = sql.replace(f'"{source.name}"', f"({relation})")
+        return sql
 
 
 def translate(
@@ -62,14 +83,21 @@ def translate(
     outputs.name(tree)
     outputs.alias_derived_tables(tree)
     fill = empty_buckets.plan(tree, found, options.skip_empty_buckets)
+    token = f"__source_{secrets.token_hex(12)}"
+    on_rollups = {}
+    for index, scan in enumerate(found):
+        if scan.source.historical:
+            source = rollups.plan(scan, principal.tier, options, f"{token}_{index}")
+            if source is not None:
+                on_rollups[index] = source
     nodes = list(tree.walk(bfs=False))
     # Datasources become a per-translation random name, swapped for their pre-rendered
     # SELECT after rendering: copying and rendering ~50 columns per scan cost milliseconds.
-    token = f"__source_{secrets.token_hex(12)}"
     sources: dict[str, str] = {}
     for index, scan in enumerate(found):
         name = f"{token}_{index}"
-        sources[name] = datasources.source_sql(scan.source.layer, principal.tier)
+        if index not in on_rollups:
+            sources[name] = datasources.source_sql(scan.source.layer, principal.tier)
         alias = exp.TableAlias(this=exp.to_identifier(scan.alias, quoted=True))
         scan.table.replace(exp.Table(this=exp.to_identifier(name, quoted=True), alias=alias))
     for table in [t for t in tree.find_all(exp.Table) if information_schema.is_catalog(t)]:
@@ -86,4 +114,5 @@ def translate(
         raise SqlError(f"Unsupported query construct: {type(error).__name__}") from None
     for name, source in sources.items():
         sql = sql.replace(f'"{name}"', f"({source})")
-    return Translation(sql, customer_filter.allowed_customers(principal))
+    return Translation(sql, customer_filter.allowed_customers(principal),
+                       tuple(on_rollups.values()))

@@ -68,3 +68,13 @@ def period(text: str) -> tuple[str, int]:
     if total <= 0:
         raise SqlError(f"Invalid ISO-8601 period '{text}'")
     return "seconds", total
+
+
+def period_fields(text: str) -> tuple[int, int, int, int, int, int, int]:
+    """(years, months, weeks, days, hours, minutes, seconds) of an ISO-8601 period, any
+    combination (TIME_FLOOR aligns calendar multiples such as 'P2M' like Druid does)."""
+    match = _PERIOD.match(text.upper()) if isinstance(text, str) else None
+    fields = tuple(int(g or 0) for g in match.groups()) if match else ()
+    if not fields or not any(fields):
+        raise SqlError(f"Invalid ISO-8601 period '{text}'")
+    return fields  # type: ignore[return-value]

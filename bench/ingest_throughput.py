@@ -53,12 +53,13 @@ from edgestats.metrics.v1 import beacon_pb2
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, generate_beacons, to_json_ready
 from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.db import Database
+from edgestats_core.ingest_body import MAX_ITEMS, parse_body
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import Stack
 from metrics_service import beacon_store
 from metrics_service.beacon_ingest import beacon_to_item
-from metrics_service.beacon_validation import MAX_ITEMS, parse_body, validate_all
+from metrics_service.beacon_validation import validate_all
 
 GRPC_METHOD = "/edgestats.metrics.v1.BeaconIngestService/IngestBeacons"
 JSON_PATH = "/analytics/v1/ingest/beacons"

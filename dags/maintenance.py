@@ -1,5 +1,6 @@
 """Daily: create partitions ahead and drop those past retention (raw 31 days, rollups
-13 months); delete expired OAuth access tokens."""
+13 months); delete expired OAuth access tokens and usage-event ids past the 35-day dedup
+window."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from edgestats_core.migrations import run_partition_maintenance
 from edgestats_core.tenancy import oauth
+from usage_billing_service import event_store
 
 
 @dag(
@@ -30,8 +32,13 @@ def maintenance():
         with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
             oauth.delete_expired_tokens(conn)
 
+    @task
+    def forget_usage_event_ids() -> None:  # the 35-day dedup window of usage events
+        event_store.forget_expired_ids(os.environ["DATABASE_URL"])
+
     maintain_partitions()
     delete_expired_tokens()
+    forget_usage_event_ids()
 
 
 maintenance()

@@ -13,6 +13,14 @@ function envoy_on_request(handle)
   if path == "/druid/v2/sql/" or path:sub(1, 15) == "/druid/v2/sql/?" then
     handle:headers():replace(":path", "/druid/v2/sql" .. path:sub(15))
   end
+  -- the Statistics resource is documented with trailing slashes (seed 004): /v1/stats/x/ is
+  -- bound as /v1/stats/x; the query string is kept
+  local q = path:find("?", 1, true)
+  local stem, query = path, ""
+  if q then stem, query = path:sub(1, q - 1), path:sub(q) end
+  if stem:sub(1, 10) == "/v1/stats/" and #stem > 10 and stem:sub(-1) == "/" then
+    handle:headers():replace(":path", (stem:gsub("/+$", "")) .. query)
+  end
   local ctype = handle:headers():get("content-type") or ""
   if ctype:sub(1, 16) == "application/grpc" then
     handle:streamInfo():dynamicMetadata():set("edgestats", "grpc", "1")

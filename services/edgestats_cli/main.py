@@ -90,6 +90,65 @@ def cmd_keys_limit(args: argparse.Namespace) -> None:
                                 if args.rate is not None else "tier limit"))
 
 
+def cmd_usage_users_create(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from usage_billing_service import accounts
+
+    with psycopg.connect(_url()) as conn:
+        account = accounts.create_user(conn, args.user_id, datetime.now(UTC))
+        key = api_keys.create_user_key(conn, account.user_id)
+    state = "created" if account.created else "already exists, unchanged"
+    print(f"user {account.user_id} {state}; default application"
+          f" {account.default_application_id}")
+    print("a key for this user is shown once; store it now:")
+    print(key)
+
+
+def cmd_usage_apps_create(args: argparse.Namespace) -> None:
+    from usage_billing_service import accounts
+
+    with psycopg.connect(_url()) as conn:
+        created = accounts.create_application(conn, args.user, args.application_id)
+    print(f"application {args.application_id} of user {args.user}"
+          f" {'created' if created else 'already exists'}")
+
+
+def cmd_usage_clients_create(args: argparse.Namespace) -> None:
+    from edgestats_core.tenancy import oauth
+    from usage_billing_service import accounts
+
+    with psycopg.connect(_url()) as conn:
+        if not accounts.user_exists(conn, args.user):
+            raise ValueError(f"unknown user {args.user!r}: create it with `usage users create`")
+        client_id, secret = oauth.create_client(conn, args.user)
+    print(f"OAuth client of user {args.user}; the secret is shown once, store it now:")
+    print(f"{client_id} {secret}")
+
+
+def _usage_parser(sub: argparse._SubParsersAction) -> None:
+    usage = sub.add_parser("usage", help="usage-billing users, applications, OAuth clients")
+    kinds = usage.add_subparsers(dest="usage", required=True)
+    users = kinds.add_parser("users", help="usage users").add_subparsers(dest="users",
+                                                                         required=True)
+    user = users.add_parser("create", help="create a user, its default application and a"
+                            " monthly subscription; prints a key on the last line")
+    user.add_argument("user_id")
+    user.set_defaults(func=cmd_usage_users_create)
+    apps = kinds.add_parser("apps", help="applications").add_subparsers(dest="apps",
+                                                                        required=True)
+    app = apps.add_parser("create", help="add an application to a user")
+    app.add_argument("--user", required=True)
+    app.add_argument("application_id")
+    app.set_defaults(func=cmd_usage_apps_create)
+    clients = kinds.add_parser("clients", help="OAuth clients").add_subparsers(
+        dest="clients", required=True)
+    client = clients.add_parser("create", help="create an OAuth client of a user; prints"
+                                " CLIENT_ID CLIENT_SECRET on the last line")
+    client.add_argument("--user", required=True)
+    client.set_defaults(func=cmd_usage_clients_create)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="edgestats", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -123,6 +182,7 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)
+    _usage_parser(sub)
     return root
 
 

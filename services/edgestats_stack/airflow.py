@@ -17,7 +17,7 @@ from edgestats_stack.processes import spawn
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 PORT = int(os.environ.get("EDGESTATS_AIRFLOW_PORT", "8090"))
-UNPAUSED = ("beacon_rollups", "maintenance")
+UNPAUSED = ("beacon_rollups", "maintenance", "usage_facts_hourly", "usage_facts_daily")
 
 
 def airflow_env(home: Path, metadata_url: str, data_url: str) -> dict[str, str]:

@@ -33,8 +33,10 @@ HTTP_RULE_EXTENSION = "google.api.http"
 JSON_RESPONSE_EXTENSION = "edgestats.api.v1.json_response"
 # Liveness endpoints answer without a key.
 PUBLIC_PATHS = frozenset(
-    {"/ping", "/ping/db", "/analytics/legacy/ping", "/analytics/legacy/ping/db"}
+    {"/ping", "/ping/db", "/analytics/legacy/ping", "/analytics/legacy/ping/db", "/status",
+     "/oauth/token"}
 )
+OAUTH_TOKEN = "edgestats.usage_billing.v1.OAuthService.IssueToken"
 HTTP_VERBS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 _PATH_VARIABLE = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
@@ -103,6 +105,7 @@ _ERROR_SCHEMAS: dict[str, Schema] = {
     "Forbidden": _obj({"type": _STRING, "title": _STRING}, ["type", "title"]),
     "NotFound": _obj({"detail": _STRING}, ["detail"]),
     "ServiceUnavailable": _obj({"detail": _STRING}, ["detail"]),
+    "OAuthError": _obj({"error": _STRING, "error_description": _STRING}, ["error"]),
 }
 # status -> (component name, description); components.responses and .schemas share the name.
 _ERROR_RESPONSES: dict[str, tuple[str, str]] = {
@@ -111,6 +114,19 @@ _ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "403": ("Forbidden", "The key's customer may not use this endpoint or resource."),
     "404": ("NotFound", "Unknown path or resource."),
     "503": ("ServiceUnavailable", "The database cannot be reached."),
+}
+# The token endpoint speaks RFC 6749 (§4.4 request, §5.2 errors), not CONTRACT §9.
+_OAUTH_ERROR = ("OAuthError", "RFC 6749 §5.2: invalid_request or unsupported_grant_type"
+                " (400), invalid_client (401).")
+_OAUTH_ERRORS: dict[str, tuple[str, str]] = {
+    "400": _OAUTH_ERROR, "401": _OAUTH_ERROR, "503": _ERROR_RESPONSES["503"],
+}
+_OAUTH_FORM: Schema = {
+    "required": True,
+    "content": {"application/x-www-form-urlencoded": {"schema": _obj({
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "client_id": _STRING, "client_secret": _STRING, "scope": _STRING,
+    }, ["grant_type"])}},
 }
 
 
@@ -374,9 +390,10 @@ class _Builder:
         else:
             content_type, schema = "application/json", {}
         ok = {"description": "OK", "content": {content_type: {"schema": schema}}}
+        documented = _OAUTH_ERRORS if method.full_name == OAUTH_TOKEN else _ERROR_RESPONSES
         errors = {
             status: {"$ref": f"#/components/responses/{name}"}
-            for status, (name, _) in _ERROR_RESPONSES.items()
+            for status, (name, _) in documented.items()
         }
         return {"200": ok, **errors}
 
@@ -412,7 +429,10 @@ class _Builder:
                     op["description"] = comment
             if params := self.parameters(method.input_type, path_params, body, path_only):
                 op["parameters"] = params
-            if (request_body := self.request_body(method.input_type, body)) is not None:
+            request_body = self.request_body(method.input_type, body)
+            if method.full_name == OAUTH_TOKEN:
+                request_body = _OAUTH_FORM
+            if request_body is not None:
                 op["requestBody"] = request_body
             op["responses"] = self.responses(method, option)
             if path in PUBLIC_PATHS:
@@ -431,13 +451,14 @@ def _load(descriptor_set_bytes: bytes) -> tuple[descriptor_pool.DescriptorPool, 
 def _document(builder: _Builder, tags: list[Schema]) -> Schema:
     """The document around the collected paths and schemas, in a deterministic order."""
     schemas = dict(sorted(builder.schemas.items()))
-    schemas.update({name: _ERROR_SCHEMAS[name] for name, _ in _ERROR_RESPONSES.values()})
+    documented = dict([*_ERROR_RESPONSES.values(), _OAUTH_ERROR])
+    schemas.update({name: _ERROR_SCHEMAS[name] for name in documented})
     responses = {
         name: {
             "description": text,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
-        for name, text in _ERROR_RESPONSES.values()
+        for name, text in documented.items()
     }
     paths = {path: dict(sorted(item.items())) for path, item in sorted(builder.paths.items())}
     return {

@@ -10,10 +10,11 @@ from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.errors import Forbidden, PayloadTooLarge
+from edgestats_core.ingest_body import MAX_ITEMS, parse_body
 from edgestats_core.tenancy.interceptor import current_principal
 from edgestats_core.tenancy.principals import Principal
 from metrics_service import beacon_store
-from metrics_service.beacon_validation import MAX_ITEMS, parse_body, validate_all
+from metrics_service.beacon_validation import validate_all
 
 SERVICE = "edgestats.metrics.v1.BeaconIngestService"
 

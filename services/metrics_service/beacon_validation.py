@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import orjson
-
 from edgestats_core.beacon_columns import COLUMNS, REQUIRED, SOURCES
-from edgestats_core.errors import BadRequest, FieldError, PayloadTooLarge
 
-MAX_ITEMS = 10_000
-MAX_BYTES = 10 * 1024 * 1024
 MAX_TEXT = 1024
 RETENTION = timedelta(days=30)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -31,42 +25,6 @@ class Batch:
 
     rows: list[tuple] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
-
-
-def _loads(data: bytes) -> object:
-    """orjson, falling back to the standard parser for valid JSON orjson refuses (numbers beyond
-    double range, lone surrogates): such values are then rejected per item, not per batch."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(data)
-        except (UnicodeDecodeError, RecursionError) as exc:
-            raise ValueError(str(exc)) from exc
-
-
-def parse_body(data: bytes) -> list:
-    """Items of a JSON array or NDJSON body; 413 past the limits, 400 when it does not parse."""
-    if len(data) > MAX_BYTES:
-        raise PayloadTooLarge(f"at most {MAX_BYTES} bytes")
-    if not data.strip():
-        raise BadRequest([FieldError(("body",), "body is empty", "value_error.missing")])
-    try:
-        parsed = _loads(data)
-        items = parsed if isinstance(parsed, list) else [parsed]
-    except ValueError:
-        items = []
-        for number, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(_loads(line))
-            except ValueError as exc:
-                msg = f"line {number} is not JSON: send a JSON array or NDJSON"
-                raise BadRequest([FieldError(("body",), msg, "value_error.jsondecode")]) from exc
-    if len(items) > MAX_ITEMS:
-        raise PayloadTooLarge(f"at most {MAX_ITEMS} items")
-    return items
 
 
 def parse_time(value: object, now: datetime) -> datetime:

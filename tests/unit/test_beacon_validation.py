@@ -7,14 +7,8 @@ import pytest
 
 from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.errors import BadRequest, PayloadTooLarge
-from metrics_service.beacon_validation import (
-    MAX_ITEMS,
-    Invalid,
-    parse_body,
-    parse_time,
-    validate,
-    validate_all,
-)
+from edgestats_core.ingest_body import MAX_ITEMS, parse_body
+from metrics_service.beacon_validation import Invalid, parse_time, validate, validate_all
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 TIME_INDEX = [c.druid for c in COLUMNS].index("__time")

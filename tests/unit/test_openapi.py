@@ -18,7 +18,8 @@ from edgestats_stack.openapi import build_openapi, main
 REPO = Path(__file__).resolve().parents[2]
 PROTOS = REPO / "protos"
 POINT = "edgestats.metrics.v1.ThroughputPoint"
-PUBLIC = {"/ping", "/ping/db", "/analytics/legacy/ping", "/analytics/legacy/ping/db"}
+PUBLIC = {"/ping", "/ping/db", "/analytics/legacy/ping", "/analytics/legacy/ping/db", "/status",
+          "/oauth/token"}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,12 @@ def test_response_shapes(doc: dict) -> None:
     assert shapes[1]["items"] == {"$ref": "#/components/schemas/edgestats.metrics.v1.SummaryPage"}
     os_point = doc["components"]["schemas"]["edgestats.metrics.v1.OperatingSystemsPoint"]
     assert os_point["properties"]["operating_systems"]["type"] == "object"
-    for _, _, op in _operations(doc):
+    for path, _, op in _operations(doc):
+        if path == "/oauth/token":  # RFC 6749 §5.2 bodies, a form request
+            assert op["responses"]["401"] == {"$ref": "#/components/responses/OAuthError"}
+            form = op["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+            assert form["properties"]["grant_type"]["enum"] == ["client_credentials"]
+            continue
         assert {"200", "400", "401", "403", "404", "503"} <= set(op["responses"])
 
 

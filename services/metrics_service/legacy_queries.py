@@ -1,20 +1,37 @@
-"""SQL for the Legacy Stats API over raw beacons, and rendering of its JSON rows."""
+"""SQL for the Legacy Stats API, and rendering of its JSON rows.
+
+Layers (docs/legacy-api.md): `live`, `10m` and `1h` read raw beacons. Longer windows read
+the rollups for the hours rolled up inside the window, and raw beacons (as minute rows built
+on the fly, `planner.source_relation`) for the rest, with the window's exact bounds: summaries
+the hour rows, series of 15 minutes the minute rows, series of an hour or a day the hour rows.
+A window with no rolled-up hour reads raw beacons as before.
+"""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from edgestats_core.db import Database
 from edgestats_core.metrics.definitions import (
     COUNT_METRICS,
+    ROLLUP_SUMMARY_METRICS,
     SESSION_PARTIALS,
     SUMMARY_METRICS,
     StatMetric,
     pretty_duration,
 )
-from edgestats_core.query.windows import floor_to
+from edgestats_core.query import planner
+from edgestats_core.query.windows import Window, floor_to
 from metrics_service.legacy_params import LegacyQuery
+from metrics_service.rollup_state import rolled_hours
+
+HOUR = timedelta(hours=1)
+# series finer than a minute (live, 10m: 5 s; 1h: 30 s) only raw beacons can answer; a 1 h
+# window never holds a whole rolled-up hour (it ends at any 5 s), so it stays on raw as well
+ROLLUP_FINEST_RESOLUTION = 60
+SCOPE_COLUMNS = ("channel_id", "stream_id", "bitrate", "representation_id")
 
 # Summary levels: group keys (response key -> per-beacon expression; nulls group with "")
 # and, for streams, the URI carried through both aggregation steps.
@@ -38,12 +55,58 @@ def _scope(query: LegacyQuery) -> tuple[str, dict]:
         "start": query.window.start,
         "end": query.window.end,
     }
-    for column in ("channel_id", "stream_id", "bitrate", "representation_id"):
+    for column in SCOPE_COLUMNS:
         value = getattr(query, column)
         if value is not None:
             clauses.append(f"{column} = %({column})s")
             params[column] = value
     return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What planner.source_relation reads of a V1Spec: the range."""
+
+    start: datetime
+    end: datetime
+
+
+def usable_hours(window: Window, rolled: frozenset[datetime]) -> frozenset[datetime]:
+    """The rolled-up hours a window may read from rollups: those wholly inside it, and the
+    partial first hour when raw beacons no longer hold it (older than the raw retention, so
+    only `2M`): that hour is then counted whole (the rollups' bucket is the hour)."""
+    horizon = window.end - planner.RAW_RETENTION
+    return frozenset(
+        hour for hour in rolled
+        if hour + HOUR <= window.end
+        and (hour >= window.start or (hour + HOUR <= horizon and hour + HOUR > window.start))
+    )
+
+
+async def _rollup_source(
+    db: Database, query: LegacyQuery, layer: str, totals: bool
+) -> tuple[str, dict] | None:
+    """The FROM relation and parameters of the rollup plan, or None when no rolled-up hour
+    helps (the window is then read from raw beacons)."""
+
+    window = query.window
+    if window.resolution_seconds < ROLLUP_FINEST_RESOLUTION:
+        return None
+    hours = usable_hours(window, await rolled_hours(db, window.start, window.end))
+    if not hours:
+        return None
+    relation, params = planner.source_relation(
+        layer, _Span(window.start, window.end), hours, totals, exact_start=True)
+    clauses = ["customer_id = ANY(%(customers)s)", '"time" >= %(start)s', '"time" < %(end)s']
+    params |= {"customers": [query.customer_id], "rolled_hours": sorted(hours),
+               # rollup rows carry their bucket start; raw rows are cut at the exact start
+               "start": floor_to(window.start, 3600), "end": window.end}
+    for column in SCOPE_COLUMNS:
+        value = getattr(query, column)
+        if value is not None:
+            clauses.append(f"{column} = %({column})s")
+            params[column] = value
+    return f"{relation} WHERE {' AND '.join(clauses)}", params
 
 
 def _window_seconds(query: LegacyQuery) -> float:
@@ -85,22 +148,42 @@ def _summary_sql(level: str, where: str) -> str:
     return sql
 
 
+def _rollup_summary_sql(level: str, source: str) -> str:
+    """The summary metrics per group of the level over rollup rows, in one step."""
+    keys = LEVELS[level]
+    columns = [f"{expr} AS {name}" for name, expr in keys.items()]
+    if level == "stream":
+        columns.append("coalesce(max(masked_stream_uri), '') AS stream_uri")
+    columns += [f"{expr} AS {name}" for name, expr in ROLLUP_SUMMARY_METRICS.items()]
+    sql = f"SELECT {', '.join(columns)} FROM {source}"
+    if keys:
+        ordinals = ", ".join(str(i + 1) for i in range(len(keys)))
+        order = ", ".join(f'{name} COLLATE "C"' for name in keys)
+        sql = f"SELECT * FROM ({sql} GROUP BY {ordinals}) g ORDER BY {order}"
+    return sql
+
+
+async def _summary_fetch(db: Database, query: LegacyQuery, level: str) -> list[dict]:
+    """Summary rows of the level from the rollups when they help, else from raw beacons."""
+    seconds = {"bucket_seconds": _window_seconds(query)}
+    rolled = await _rollup_source(db, query, "historical-hour", totals=False)
+    if rolled is not None:
+        source, params = rolled
+        return await db.fetch(_rollup_summary_sql(level, source), {**params, **seconds})
+    where, params = _scope(query)
+    return await db.fetch(_summary_sql(level, where), {**params, **seconds})
+
+
 async def summary_rows(db: Database, query: LegacyQuery, level: str) -> list[dict]:
     """One row per group of the level, sorted by its key."""
-    where, params = _scope(query)
-    rows = await db.fetch(
-        _summary_sql(level, where), {**params, "bucket_seconds": _window_seconds(query)}
-    )
+    rows = await _summary_fetch(db, query, level)
     names = [*LEVELS[level], *(["stream_uri"] if level == "stream" else [])]
     return [{**{name: row[name] for name in names}, **_metrics(row)} for row in rows]
 
 
 async def summary_aggregate(db: Database, query: LegacyQuery) -> dict:
     """The whole scope in one row keyed `aggregate` (zeros when there is no beacon)."""
-    where, params = _scope(query)
-    rows = await db.fetch(
-        _summary_sql("aggregate", where), {**params, "bucket_seconds": _window_seconds(query)}
-    )
+    rows = await _summary_fetch(db, query, "aggregate")
     return {"aggregate": "aggregate", **_metrics(rows[0])}
 
 
@@ -134,6 +217,9 @@ async def stat_points(
     db: Database, query: LegacyQuery, metric: StatMetric, last: bool
 ) -> list[dict]:
     """One point per resolution bucket with any beacon in scope, oldest first."""
+    rolled = await _rollup_points(db, query, metric)
+    if rolled is not None:
+        return rolled[-1:] if last else rolled
     if last:
         narrowed = await _last_bucket_query(db, query)
         if narrowed is None:
@@ -161,3 +247,38 @@ async def stat_points(
     rows = await db.fetch(sql, params)
     points = [{"datetime": epoch_ms(r["bucket"]), key: number(r["value"])} for r in rows]
     return points[-1:] if last else points
+
+
+def _series_layer(query: LegacyQuery) -> str:
+    """Minute rows for series of less than an hour (24h: 15 min), hour rows otherwise."""
+    return "historical-hour" if query.window.resolution_seconds >= 3600 else "historical-minute"
+
+
+async def _rollup_points(
+    db: Database, query: LegacyQuery, metric: StatMetric
+) -> list[dict] | None:
+    """The series from the rollups (None when they do not help). The dimensionless totals
+    answer metrics without a breakdown at customer scope."""
+    totals = metric.reads_totals and all(getattr(query, c) is None for c in SCOPE_COLUMNS)
+    rolled = await _rollup_source(db, query, _series_layer(query), totals)
+    if rolled is None:
+        return None
+    source, params = rolled
+    params |= {"resolution": f"{query.window.resolution_seconds} seconds",
+               "bucket_seconds": query.window.resolution_seconds}
+    bucket = "date_bin(%(resolution)s::interval, \"time\", timestamptz 'epoch')"
+    assert metric.rollup_expression is not None
+    expression = metric.rollup_expression(query.source)
+    if metric.group_column:
+        sql = (
+            f"SELECT bucket, coalesce(json_object_agg(k, n ORDER BY k COLLATE \"C\")"
+            f" FILTER (WHERE k IS NOT NULL), '{{}}') AS value FROM (SELECT {bucket} AS bucket,"
+            f" nullif({metric.group_column}, '') AS k, {expression} AS n FROM {source}"
+            " GROUP BY 1, 2) g GROUP BY bucket ORDER BY bucket"
+        )
+    else:
+        sql = (f"SELECT {bucket} AS bucket, {expression} AS value FROM {source}"
+               " GROUP BY 1 ORDER BY 1")
+    rows = await db.fetch(sql, params)
+    key = metric.response_key(query.source)
+    return [{"datetime": epoch_ms(r["bucket"]), key: number(r["value"])} for r in rows]

@@ -20,6 +20,7 @@ from edgestats_core.query.result_cache import ResultCache
 from edgestats_core.tenancy.interceptor import current_principal
 from metrics_service import v1_rows
 from metrics_service.legacy_stats import json_body
+from metrics_service.rollup_state import rolled_hours
 
 SERVICE = "edgestats.metrics.v1.MetricsService"
 
@@ -110,15 +111,6 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         current_principal()
         layer = layers.dashboard_layer(start, granularity, self.settings.now())  # type: ignore[arg-type]
         return json_body({"layer": layer})
-
-
-async def rolled_hours(db: Database, start: datetime, end: datetime) -> frozenset[datetime]:
-    """Hours of [start, end) the hourly DAG has rolled up (the rest is read from raw)."""
-    rows = await db.fetch(
-        "SELECT hour FROM rollup_runs WHERE hour >= date_trunc('hour', %s::timestamptz)"
-        " AND hour < %s", (start, end),
-    )
-    return frozenset(row["hour"] for row in rows)
 
 
 def _epoch(params: QueryParams, name: str, errors: list[FieldError]) -> datetime | None:

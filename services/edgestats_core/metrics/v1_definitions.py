@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from edgestats_core.metrics.definitions import ratio
+from edgestats_core.metrics.definitions import distinct_sessions, ratio, rolled_avg
 
 # A v1 metric is SQL aggregates per (bucket, customer[, group]) and a `finish` turning one
 # aggregated row (None for an empty bucket) and the bucket's full length S into the row's
@@ -180,12 +180,7 @@ _V1_METRICS: dict[str, V1Metric] = {m.path: m for m in (
 
 # --- the v1 aggregates over rollup rows (historical layers, CONTRACT §4) -------------------
 
-def _rolled_avg(column: str) -> str:
-    """Mean of the non-null values: Σ sums ÷ Σ counts (null over nothing), as a double."""
-    return f"sum(sum_{column})::float8 / nullif(sum(count_{column}), 0)::float8"
-
-
-_DISTINCT_SESSIONS = "coalesce(round(hll_cardinality(hll_union_agg(sessions))), 0)::bigint"
+_DISTINCT_SESSIONS = distinct_sessions()
 _ROLLUP_AGGREGATES: dict[str, dict[str, str]] = {
     "audience": {"audience": _DISTINCT_SESSIONS},
     "audience/os": {"audience": _DISTINCT_SESSIONS},
@@ -203,7 +198,7 @@ _ROLLUP_AGGREGATES: dict[str, dict[str, str]] = {
         "p2p_viewing_time": "sum(sum_viewing_time) FILTER (WHERE source = 'p2p')",
         "total_viewing_time": "sum(sum_viewing_time)",
     },
-    "buffer_health": {"avg_buffer_health": _rolled_avg("buffer_health")},
+    "buffer_health": {"avg_buffer_health": rolled_avg("buffer_health")},
     # tdigest_percentile over digests is itself the aggregate that merges them
     "qoe/join_time": {"quantiles": "tdigest_percentile(join_time,"
                                    f" ARRAY{list(JOIN_TIME_QUANTILES)}::float8[])"},
@@ -215,8 +210,8 @@ _ROLLUP_AGGREGATES: dict[str, dict[str, str]] = {
     "qoe/rebuffering/ratio": {
         "rebuffering_ratio": ratio("sum_buffering_time", "sum_playing_time", "")},
     "qoe/buffer_filling_rate": {
-        "avg_buffer_filling_rate": _rolled_avg("aggregate_buffer_filling_rate")},
-    "qoe/dropped_frames": {"avg_dropped_frames": _rolled_avg("dropped_frames")},
+        "avg_buffer_filling_rate": rolled_avg("aggregate_buffer_filling_rate")},
+    "qoe/dropped_frames": {"avg_dropped_frames": rolled_avg("dropped_frames")},
 }
 V1_METRICS: dict[str, V1Metric] = {
     path: replace(metric, rollup_aggregates=_ROLLUP_AGGREGATES[path])

@@ -83,7 +83,8 @@ def unrolled_ranges(
 
 
 def source_relation(
-    layer: str, spec: V1Spec, rolled_hours: frozenset[datetime], totals: bool = False
+    layer: str, spec: V1Spec, rolled_hours: frozenset[datetime], totals: bool = False,
+    exact_start: bool = False,
 ) -> tuple[str, dict]:
     """The FROM relation the metric aggregates read (and its parameters): the one place a
     data source is chosen.
@@ -93,6 +94,10 @@ def source_relation(
     hours of the range, minute rows aggregated on the fly from raw beacons
     (`rollup_rows.minute_select`), each as explicit time ranges so that PostgreSQL prunes
     partitions: the result never has a gap, and no hour is read twice (CONTRACT §4).
+
+    `exact_start` (the legacy windows, which start at any 5 s): the on-the-fly part also
+    reads only beacons at or after `spec.start` (parameter `raw_start`), so a partial first
+    hour left out of `rolled_hours` is counted exactly from raw beacons.
     """
     if layer == "realtime":
         return "beacons", {}
@@ -112,8 +117,11 @@ def source_relation(
                             for i in range(len(raw)))
         for i, (low, high) in enumerate(raw):
             params[f"raw_from_{i}"], params[f"raw_to_{i}"] = low, high
+        lower = ""
+        if exact_start:
+            lower, params["raw_start"] = ' AND "time" >= %(raw_start)s', spec.start
         minutes = rollup_rows.minute_select(
-            f'customer_id = ANY(%(customers)s) AND "time" < %(end)s AND ({spans})')
+            f'customer_id = ANY(%(customers)s) AND "time" < %(end)s{lower} AND ({spans})')
         parts.append(f"SELECT {columns} FROM ({minutes}) AS minute_rows" if totals else minutes)
     if not parts:  # an empty range
         parts.append(f"SELECT {columns} FROM {table} WHERE false")

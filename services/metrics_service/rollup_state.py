@@ -1,0 +1,17 @@
+"""Which hours the hourly roll-up has done (rollup_runs), for the query paths that read the
+rollups for those hours and raw beacons for the rest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from edgestats_core.db import Database
+
+
+async def rolled_hours(db: Database, start: datetime, end: datetime) -> frozenset[datetime]:
+    """Hours of [start, end) the hourly DAG has rolled up (the rest is read from raw)."""
+    rows = await db.fetch(
+        "SELECT hour FROM rollup_runs WHERE hour >= date_trunc('hour', %s::timestamptz)"
+        " AND hour < %s", (start, end),
+    )
+    return frozenset(row["hour"] for row in rows)

@@ -14,10 +14,21 @@ _STAGE = sql.SQL(
     " ON COMMIT DELETE ROWS"
 )
 _COPY = sql.SQL("COPY beacons_in ({}) FROM STDIN").format(_COLUMN_LIST)
-# DO NOTHING also absorbs duplicates inside the same batch.
-_MERGE = sql.SQL(
-    "INSERT INTO beacons ({cols}) SELECT {cols} FROM beacons_in ON CONFLICT DO NOTHING"
-).format(cols=_COLUMN_LIST)
+# DO NOTHING also absorbs duplicates inside the same batch. New beacons of an hour already
+# rolled up mark it stale (rollup_stale), in the same transaction: queries then read that
+# hour from raw until it is re-rolled. Returns the number of new beacons.
+_MERGE = sql.SQL("""
+WITH new AS (
+    INSERT INTO beacons ({cols}) SELECT {cols} FROM beacons_in ON CONFLICT DO NOTHING
+    RETURNING "time"
+), stale AS (
+    INSERT INTO rollup_stale (hour)
+    SELECT r.hour FROM rollup_runs r
+    WHERE r.hour IN (SELECT DISTINCT date_trunc('hour', "time") FROM new)
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM new
+""").format(cols=_COLUMN_LIST)
 
 
 async def store(db: Database, rows: list[tuple]) -> int:
@@ -30,4 +41,4 @@ async def store(db: Database, rows: list[tuple]) -> int:
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(_MERGE)
-        return cur.rowcount
+        return (await cur.fetchone())[0]

@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from edgestats_core.db import Database
+from edgestats_core.metrics.rollup_rows import ROLLED_HOURS_SQL
 
 
 async def rolled_hours(db: Database, start: datetime, end: datetime) -> frozenset[datetime]:
-    """Hours of [start, end) the hourly DAG has rolled up (the rest is read from raw)."""
-    rows = await db.fetch(
-        "SELECT hour FROM rollup_runs WHERE hour >= date_trunc('hour', %s::timestamptz)"
-        " AND hour < %s", (start, end),
-    )
+    """Hours of [start, end) the hourly DAG has rolled up and no late beacon has changed
+    since (the rest is read from raw)."""
+    rows = await db.fetch(ROLLED_HOURS_SQL, (start, end))
     return frozenset(row["hour"] for row in rows)

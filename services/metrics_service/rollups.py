@@ -53,6 +53,10 @@ def roll_up_hour(conn: psycopg.Connection, hour: datetime) -> HourRollup:
             "SELECT pg_advisory_xact_lock(%s, %s)",
             (LOCK_NAMESPACE, int(hour.timestamp()) // 3600),
         )
+        # cleared first: beacons committed after the snapshot read below mark the hour again
+        # (an ingest that hits this row waits for this transaction) or, on an hour's first
+        # roll-up, are found by re_roll_late_hours through ingested_at
+        conn.execute("DELETE FROM rollup_stale WHERE hour = %(start)s", bounds)
         for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table} {_IN_HOUR}", bounds)
         minutes = conn.execute(MINUTE_SQL, bounds).rowcount

@@ -21,6 +21,7 @@ from psycopg import errors as pg
 
 from edgestats_core.db import Database
 from edgestats_core.errors import ApiError, GatewayTimeout
+from edgestats_core.metrics import rollup_rows
 from edgestats_core.tenancy.principals import Principal
 from sql_query_service.druid_sql.pipeline import ROW_CAP, Translation
 from sql_query_service.druid_sql.problems import SqlError
@@ -97,8 +98,7 @@ async def run(
                 sql = translation.sql
                 hours = translation.hours()
                 if hours is not None:  # which hours the rollups hold, in this snapshot
-                    await cur.execute(
-                        "SELECT hour FROM rollup_runs WHERE hour >= %s AND hour < %s", hours)
+                    await cur.execute(rollup_rows.ROLLED_HOURS_SQL, hours)
                     sql = translation.render(frozenset(row[0] for row in await cur.fetchall()))
                 await cur.execute(sql)
                 names = [c.name for c in cur.description or []]

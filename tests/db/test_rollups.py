@@ -194,3 +194,26 @@ def test_join_time_digest_rank_error_within_two_percent(db_url):
     for q, estimate in zip(quantiles, estimates, strict=True):
         rank = sum(v <= estimate for v in values) / len(values)
         assert abs(rank - q) <= 0.02, (q, estimate, rank)
+
+
+def test_a_late_beacon_marks_its_rolled_hour_stale_until_re_rolled(db_url):
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=40)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    store(db_url, customer_id, make_beacons(customer_id, hour, 1, sessions=3, seed=8), now)
+    rollups.roll_up_interval(db_url, hour, hour + timedelta(hours=1))
+
+    def stale() -> bool:
+        with psycopg.connect(db_url) as conn:
+            return bool(conn.execute("SELECT 1 FROM rollup_stale WHERE hour = %s",
+                                     (hour,)).fetchone())
+
+    assert not stale()
+    late = make_beacons(customer_id, hour, 1, sessions=2, seed=9)
+    for b in late:
+        b["SessionId"] += "-late"
+    store(db_url, customer_id, late, now)
+    assert stale()
+    store(db_url, customer_id, late, now)  # resent: nothing new, still stale, not doubled
+    rollups.roll_up_interval(db_url, hour, hour + timedelta(hours=1))
+    assert not stale()

@@ -27,6 +27,13 @@ TOTALS_COLUMNS = ", ".join([
     "sessions", "viewport_sessions", "optimal_sessions", "join_time", "downlink_speed",
 ])
 TOTALS_DIMENSIONS = frozenset({"source"})
+# The hours of [%s, %s) whose rollups hold every beacon: rolled up and not marked stale by
+# a later ingest (rollup_stale). The other hours are read from raw beacons.
+ROLLED_HOURS_SQL = """
+SELECT hour FROM rollup_runs r
+WHERE hour >= date_trunc('hour', %s::timestamptz) AND hour < %s
+  AND NOT EXISTS (SELECT FROM rollup_stale s WHERE s.hour = r.hour)
+"""
 _SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
 # the viewport rules as parts of a statement with %(name)s parameters
 _QUALIFIES = f"({VIEWPORT_QUALIFIES})".replace("%", "%%")

@@ -79,6 +79,6 @@ def up(run_dir: Path, admin_url: str, data_url: str) -> None:
     password = json.loads(passwords.read_text()).get("admin") if passwords.exists() else "?"
     print(f"Airflow UI and REST API: http://127.0.0.1:{PORT}  (user admin, password {password},"
           f" from {passwords})")
-    print("beacon_rollups and maintenance are unpaused; backfill with e.g.\n"
+    print(f"{', '.join(UNPAUSED)} are unpaused; backfill with e.g.\n"
           f"  AIRFLOW_HOME={home} .venv/bin/airflow backfill create --dag-id beacon_rollups"
           " --from-date 2026-11-25T00:00:00+00:00 --to-date 2026-11-25T03:00:00+00:00")

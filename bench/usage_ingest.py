@@ -29,12 +29,12 @@ import grpc
 import httpx
 import psycopg
 
-from bench.common import PG_PORT, _process_cpu, machine_note, percentile, running_stack
+from bench.common import _process_cpu, fresh_database, machine_note, percentile, running_stack
 from bench.ingest_throughput import Payloads, drive
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2 as pb
-from edgestats_core.tenancy.api_keys import create_role_key
+from edgestats_core.tenancy.api_keys import create_role_key, key_id_of, set_rate_limit
 from edgestats_stack import postgres
-from edgestats_stack.stack import REPO, Stack, prepare_database
+from edgestats_stack.stack import Stack
 from usage_billing_service import accounts
 
 GRPC_METHOD = "/edgestats.usage_billing.v1.UsageIngestService/RecordUsage"
@@ -42,15 +42,6 @@ JSON_PATH = "/v1/usage/events"
 TYPES = ("conversion", "storage", "bandwidth")
 # Its own database, so it never drops the one another benchmark is using (bench/common.py).
 BENCH_DB = "edgestats_bench_usage"
-
-
-def fresh_database() -> tuple[str, str]:
-    """(admin URL, URL) of a just-created, migrated database on the local cluster."""
-    admin = postgres.ensure_cluster(REPO / ".run", PG_PORT)
-    postgres.drop_database(admin, BENCH_DB)
-    url = postgres.create_database(admin, BENCH_DB)
-    prepare_database(url)
-    return admin, url
 
 
 def make_users(db_url: str, prefix: str, count: int) -> list[tuple[str, str]]:
@@ -225,9 +216,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
-    admin, db_url = fresh_database()
+    admin, db_url = fresh_database(BENCH_DB)
     with psycopg.connect(db_url) as conn:
         key = create_role_key(conn, "bench-producer", "usage-ingest")
+        # an internal producer's key gets its own limit (edgestats keys limit): measure ingest
+        set_rate_limit(conn, key_id_of(key), 1e6, 1e6)
     lines = []
     try:
         with running_stack(db_url) as stack:

@@ -28,6 +28,7 @@ from bench.common import (
     CpuMeter,
     HttpConnection,
     _process_cpu,
+    fresh_database,
     machine_note,
     percentile,
     running_stack,
@@ -35,20 +36,11 @@ from bench.common import (
 from edgestats_core.query.windows import floor_to
 from edgestats_core.tenancy.api_keys import create_user_key
 from edgestats_stack import postgres
-from edgestats_stack.stack import REPO, prepare_database
 
 DB = "edgestats_bench_usage"
 PATH = "/v1/stats/bandwidth?action=aggregate"
 TYPES = ("conversion", "storage", "bandwidth")
 PG_PORT = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
-
-
-def fresh_database() -> tuple[str, str]:
-    admin = postgres.ensure_cluster(REPO / ".run", PG_PORT)
-    postgres.drop_database(admin, DB)
-    url = postgres.create_database(admin, DB)
-    prepare_database(url)
-    return admin, url
 
 
 def load(url: str, args: argparse.Namespace, now: datetime) -> list[str]:
@@ -146,7 +138,7 @@ def line(latencies: list[float], statuses: dict[int, int], elapsed: float) -> st
 
 
 def run(args: argparse.Namespace) -> None:
-    admin, url = fresh_database()
+    admin, url = fresh_database(DB)
     now = floor_to(datetime.now(UTC), 5)
     try:
         keys = load(url, args, now)

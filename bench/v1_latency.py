@@ -341,6 +341,8 @@ def run(args: argparse.Namespace) -> None:
         env = {"EDGESTATS_FROZEN_NOW": end.isoformat(), "EDGESTATS_RESULT_CACHE_SECONDS": "0"}
         results = []
         duck = duckdb.connect()
+        with psycopg.connect(url) as conn:  # every hour is rolled up: the planner's view
+            rolled = frozenset(r[0] for r in conn.execute("SELECT hour FROM rollup_runs"))
         with running_stack(url, env) as stack:
             print(f"stack: Envoy {stack.http_url}, now frozen at {end.isoformat()},"
                   f" result cache off; {machine_note()}")
@@ -349,7 +351,7 @@ def run(args: argparse.Namespace) -> None:
                     frm = end - span
                     spec = V1Spec((CUSTOMER.customer_id,), frm, end, granularity, (), None,
                                   False, False)
-                    layer = planner.choose_layer(spec, end, V1_METRICS[metric])
+                    layer = planner.choose_layer(spec, end, V1_METRICS[metric], rolled)
                     body = json.dumps({"from_date": frm.isoformat().replace("+00:00", "Z"),
                                        "to_date": end.isoformat().replace("+00:00", "Z"),
                                        "granularity": granularity}).encode()

@@ -43,7 +43,16 @@ function envoy_on_response(handle)
     return
   end
   local body = (message or ""):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
-  if body:sub(1, 1) ~= "{" then body = '{"detail":"Internal Server Error"}' end  -- never leak text
+  if body:sub(1, 1) ~= "{" then  -- not one of our bodies: never leak text
+    if status == "8" then
+      -- grpc.aio refused the call: the process serves its maximum of concurrent RPCs (overload)
+      headers:replace(":status", "503")
+      headers:replace("retry-after", "1")
+      body = '{"detail":"Service Unavailable"}'
+    else
+      body = '{"detail":"Internal Server Error"}'
+    end
+  end
   if http_status then headers:replace(":status", http_status) end
   headers:replace("content-type", "application/json")
   handle:body(true):setBytes(body)

@@ -58,6 +58,7 @@ async def start_server(
     interceptor = TenancyInterceptor(resolver, public_methods, limiter)
     server = grpc.aio.server(
         interceptors=[interceptor],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             # Envoy forwards the URL as x-envoy-original-path: room for its 60 KiB header limit

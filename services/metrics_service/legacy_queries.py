@@ -86,15 +86,17 @@ def usable_hours(window: Window, rolled: frozenset[datetime]) -> frozenset[datet
 async def _rollup_source(
     db: Database, query: LegacyQuery, layer: str, totals: bool
 ) -> tuple[str, dict] | None:
-    """The FROM relation and parameters of the rollup plan, or None when no rolled-up hour
-    helps (the window is then read from raw beacons)."""
+    """The FROM relation and parameters of the rollup plan, or None when the window is read
+    from raw beacons: no rolled-up hour helps, or too few of a window raw beacons still hold
+    are rolled up (planner.mostly_rolled)."""
 
     window = query.window
     if window.resolution_seconds < ROLLUP_FINEST_RESOLUTION:
         return None
     hours = usable_hours(window, await rolled_hours(db, window.start, window.end))
-    if not hours:
-        return None
+    within_raw = window.start >= window.end - planner.RAW_RETENTION
+    if not hours or (within_raw and not planner.mostly_rolled(window.start, window.end, hours)):
+        return None  # raw beacons answer it as fast (or the rollups cannot help)
     relation, params = planner.source_relation(
         layer, _Span(window.start, window.end), hours, totals, exact_start=True)
     clauses = ["customer_id = ANY(%(customers)s)", '"time" >= %(start)s', '"time" < %(end)s']

@@ -73,7 +73,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
 
         async def answer() -> httpbody_pb2.HttpBody:
             rolled: frozenset = frozenset()
-            if planner.choose_layer(spec, now, metric) != "realtime":
+            if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
                 rolled = await rolled_hours(self.db, spec.start, spec.end)
             plan = planner.plan(spec, metric, now, rolled)
             rows = await self.db.fetch(plan.sql, plan.params)

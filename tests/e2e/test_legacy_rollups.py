@@ -61,9 +61,11 @@ def _make(customer_id: str, times: list[datetime], sessions: int, seed: int) -> 
 
 @pytest.fixture(scope="module")
 def world(api, tenants, frozen_now: datetime, db_url: str):
-    """Beacons in hours 14-20 h ago (17-20 rolled up) and 30-36 h ago (33-36 rolled up), on
-    both sides of the 24h and 1w window starts (their hours rolled up: the window must cut
-    them exactly), and in the last hour (never rolled)."""
+    """Beacons in hours 14-20 h ago and 30-36 h ago, on both sides of the 24h and 1w window
+    starts (their hours rolled up: the window must cut them exactly), and in the last hour.
+    Every closed hour of the last 8 days is rolled up except the one starting 15 h ago: with
+    the current hour and the partial first hour that is as much as the rollups leave to raw
+    beacons (planner.MAX_UNROLLED_HOURS), so long windows read the rollups and the raw rest."""
     customer_id, key = tenants.customer("advanced")
     rng = random.Random(77)
     now_hour = floor_hour(frozen_now)
@@ -77,10 +79,9 @@ def world(api, tenants, frozen_now: datetime, db_url: str):
     beacons = _make(customer_id, times, sessions=40, seed=78)
     _ingest(api, key, beacons)
     rollups.re_roll_late_hours(db_url, before=datetime.now(UTC))
-    rollups.roll_up_interval(db_url, now_hour - timedelta(hours=20), now_hour - timedelta(hours=17))
-    rollups.roll_up_interval(db_url, now_hour - timedelta(hours=36), now_hour - timedelta(hours=33))
-    for edge in edges:  # (24-26 h ago test_v1_layers rolls up itself, after its ingest)
-        rollups.roll_up_interval(db_url, floor_hour(edge) - HOUR, floor_hour(edge) + HOUR)
+    unrolled = now_hour - timedelta(hours=15)
+    rollups.roll_up_interval(db_url, now_hour - timedelta(days=8), unrolled)
+    rollups.roll_up_interval(db_url, unrolled + HOUR, now_hour)
     return customer_id, key, beacons
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -178,7 +178,29 @@ DAY = {"from_date": "2026-11-24T10:00:00.000Z", "to_date": "2026-11-25T10:00:00Z
 ])
 def test_totals_answer_unfiltered_series(body, path, layer):
     spec = parse(body)
-    assert planner.choose_layer(spec, NOW, V1_METRICS[path]) == layer
+    everything = _hours(spec)
+    assert planner.choose_layer(spec, NOW, V1_METRICS[path], everything) == layer
+
+
+def _hours(spec) -> frozenset[datetime]:
+    """Every hour of the spec's range, as if all were rolled up."""
+    hour, out = spec.start.replace(minute=0, second=0, microsecond=0), set()
+    while hour < spec.end:
+        out.add(hour)
+        hour += timedelta(hours=1)
+    return frozenset(out)
+
+
+def test_totals_wait_until_the_range_is_mostly_rolled_up():
+    spec = parse(DAY)
+    metric = V1_METRICS["audience"]
+    assert planner.choose_layer(spec, NOW, metric, frozenset()) == "realtime"
+    assert planner.choose_layer(spec, NOW, metric) == "realtime"  # rolled hours unknown
+    recent = sorted(_hours(spec))[-3:]  # the three latest hours not rolled up: still cheaper
+    assert planner.choose_layer(spec, NOW, metric, _hours(spec) - set(recent)) == (
+        "historical-minute")
+    assert planner.choose_layer(spec, NOW, metric, _hours(spec) - set(sorted(_hours(spec))[-4:])
+                                ) == "realtime"
 
 
 def test_totals_plans_read_the_totals_tables_and_the_raw_rest():

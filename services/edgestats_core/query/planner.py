@@ -20,6 +20,7 @@ RAW_RETENTION = timedelta(days=30)
 HOUR = timedelta(hours=1)
 # below this the range is mostly the not-yet-rolled recent hours: raw beacons answer as fast
 TOTALS_PREFERRED_SPAN = timedelta(hours=6)
+MAX_UNROLLED_HOURS = 3
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,18 @@ def reads_totals(spec: V1Spec, metric: V1Metric | None) -> bool:
     return columns <= rollup_rows.TOTALS_DIMENSIONS
 
 
-def choose_layer(spec: V1Spec, now: datetime, metric: V1Metric | None = None) -> str:
+def choose_layer(
+    spec: V1Spec, now: datetime, metric: V1Metric | None = None,
+    rolled_hours: frozenset[datetime] | None = None,
+) -> str:
     """The layer that answers (CONTRACT §4, §6).
 
     Exact distinct counts only come from raw beacons. Otherwise the named layer, else the
     cheapest that can answer: a query the rollup totals answer (`reads_totals`) over
-    `TOTALS_PREFERRED_SPAN` or more at whole minutes reads them (a few thousand rows a day
-    instead of every beacon); else raw beacons for what the realtime layer may serve
-    (seconds to thirty minutes, up to 48 h, within its 30 days); else the hour rollups for
-    hourly or coarser buckets and the minute rollups below.
+    `TOTALS_PREFERRED_SPAN` or more at whole minutes, when the range is `mostly_rolled`,
+    reads them (a few thousand rows a day instead of every beacon); else raw beacons for
+    what the realtime layer may serve (seconds to thirty minutes, up to 48 h, within its 30
+    days); else the hour rollups for hourly or coarser buckets and the minute rollups below.
     """
     if spec.exact_distinct:
         return "realtime"
@@ -57,7 +61,8 @@ def choose_layer(spec: V1Spec, now: datetime, metric: V1Metric | None = None) ->
     seconds = FIXED_SECONDS.get(spec.granularity)
     rollup = "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
     if (metric is not None and reads_totals(spec, metric) and (seconds is None or seconds % 60 == 0)
-            and spec.end - spec.start >= TOTALS_PREFERRED_SPAN):
+            and spec.end - spec.start >= TOTALS_PREFERRED_SPAN and rolled_hours is not None
+            and mostly_rolled(spec.start, spec.end, rolled_hours)):
         return rollup
     realtime = (
         seconds is not None and seconds <= REALTIME_FINEST_COARSE
@@ -80,6 +85,14 @@ def unrolled_ranges(
                 ranges.append((hour, hour + HOUR))
         hour += HOUR
     return ranges
+
+
+def mostly_rolled(start: datetime, end: datetime, rolled_hours: frozenset[datetime]) -> bool:
+    """Whether rollups beat raw beacons for [start, end): at most MAX_UNROLLED_HOURS of it
+    (the current hour, the one being rolled up, a partial edge) would be aggregated from raw
+    on the fly, which costs more per beacon than a plain raw query."""
+    unrolled = sum((high - low) // HOUR for low, high in unrolled_ranges(start, end, rolled_hours))
+    return unrolled <= MAX_UNROLLED_HOURS
 
 
 def source_relation(
@@ -157,7 +170,7 @@ def plan(
 
     `rolled_hours`: the hours of the range already rolled up (read by the caller).
     """
-    layer = choose_layer(spec, now, metric)
+    layer = choose_layer(spec, now, metric, rolled_hours)
     where, params = _where(spec)
     totals = layer != "realtime" and reads_totals(spec, metric)
     source, source_params = source_relation(layer, spec, rolled_hours, totals)

@@ -1,0 +1,58 @@
+"""Overload is refused fast (issue #8, CONTRACT §9): past a process's concurrent-RPC limit the
+answer is an immediate 503 with the documented body, and the service keeps answering."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from edgestats_stack.stack import start_stack
+from tests.builders import scenario, wire
+from tests.e2e.api import Api
+
+pytestmark = pytest.mark.e2e
+DS = '"sdk-emea-realtime"'
+# a cross join of the customer's beacons: runs until its 3 s budget (or finishes)
+SLOW = ("SELECT COUNT(*) AS n FROM {ds} a, {ds} b, {ds} c WHERE a.CustomerId = '{me}'"
+        " AND b.CustomerId = '{me}' AND c.CustomerId = '{me}'")
+
+
+@pytest.fixture(scope="module")
+def narrow_api(db_url, frozen_now, tmp_path_factory):
+    """One process per service, each serving at most 2 RPCs at once."""
+    env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(), "EDGESTATS_MAX_CONCURRENT_RPCS": "2",
+           "EDGESTATS_RATE_LIMIT": "1000000", "EDGESTATS_RATE_BURST": "1000000"}
+    stack = start_stack(Path(tmp_path_factory.mktemp("narrow")), db_url, env=env, workers=1)
+    with Api(stack.http_url) as api:
+        yield api
+    stack.stop()
+
+
+def test_the_excess_gets_503_at_once_and_service_resumes(narrow_api, tenants, frozen_now):
+    customer_id, key = tenants.customer("advanced", "emea")
+    assert narrow_api.ingest(key, [wire(b) for b in scenario(customer_id, frozen_now)]
+                             ).status_code == 200
+    body = {"query": SLOW.format(ds=DS, me=customer_id), "context": {"timeout": 3000}}
+
+    def ask(_: int) -> tuple[int, float, dict, dict]:
+        with Api(narrow_api.base_url) as client:
+            started = time.monotonic()
+            response = client.http.post("/analytics/v1/query/sql", json=body,
+                                        headers=client.auth(key))
+            return (response.status_code, time.monotonic() - started, dict(response.headers),
+                    response.json())
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    statuses = [a[0] for a in answers]
+    assert set(statuses) <= {200, 503, 504}, answers
+    refused = [a for a in answers if a[0] == 503]
+    assert len(refused) >= 4, statuses  # at most 2 run, a few more may slip in as slots free
+    for _, seconds, headers, payload in refused:
+        assert payload == {"detail": "Service Unavailable"}
+        assert headers["retry-after"] == "1" and seconds < 1.5
+    # nothing is stuck: once the slow ones are done, calls are served again
+    assert narrow_api.get("/summary/agg", key, time="1h").status_code == 200

@@ -3,7 +3,8 @@
     PYTHONPATH=services:gen .venv/bin/python -m bench.soak                      # 10 min at 1×
     PYTHONPATH=services:gen .venv/bin/python -m bench.soak --minutes 3 --load 4 # 4× overload
 
-A fresh `edgestats_soak` database gets `--hours` of demo beacons; the whole stack (every
+A fresh `edgestats_soak` database gets `--hours` of demo beacons (closed hours rolled up,
+as the hourly DAG would); the whole stack (every
 service with its default workers, Envoy, default rate limits: 20 req/s, burst 100 per key)
 starts on free ports. Load is open-loop: requests are sent on a fixed schedule whatever the
 answers take, so an overloaded server cannot slow the offered load down (closed-loop
@@ -48,6 +49,7 @@ from edgestats_cli.demo_data import DEMO_CUSTOMERS, generate_beacons, to_json_re
 from edgestats_cli.demo_loader import load_demo
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
+from metrics_service import rollups
 
 SOAK_DB = "edgestats_soak"
 CUSTOMER = DEMO_CUSTOMERS[0]  # demo-sports, advanced tier
@@ -239,7 +241,11 @@ def run(args: argparse.Namespace) -> None:
     admin, url = fresh_database(SOAK_DB)
     try:
         loaded = asyncio.run(load_demo(url, hours=args.hours))
-        print(f"{machine_note()}\nloaded {loaded:,} demo beacons ({args.hours} h)")
+        now_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        rolled = rollups.roll_up_interval(url, now_hour - timedelta(hours=args.hours + 1),
+                                          now_hour)  # what the hourly DAG would have done
+        print(f"{machine_note()}\nloaded {loaded:,} demo beacons ({args.hours} h),"
+              f" {len(rolled)} closed hours rolled up")
         ingest_keys = [customer_key(url, CUSTOMER.customer_id) for _ in range(args.keys)]
         query_keys = [customer_key(url, CUSTOMER.customer_id) for _ in range(args.keys)]
         with running_stack(url) as stack:

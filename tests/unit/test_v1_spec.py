@@ -208,6 +208,7 @@ def test_totals_plans_read_the_totals_tables_and_the_raw_rest():
     rolled = frozenset({datetime(2026, 11, 25, 8, tzinfo=UTC)})
     plan = planner.plan(spec, V1_METRICS["traffic"], NOW, rolled)
     assert "FROM beacons_hour_totals" in plan.sql and "FROM beacons_hour " not in plan.sql
-    assert ") AS minute_rows" in plan.sql  # unrolled hours: minute rows from raw, projected
+    # unrolled hours: one flat pass over raw beacons, hourly (no join time needed)
+    assert "date_trunc('hour', \"time\") AS \"time\", source" in plan.sql
     grouped = planner.plan(spec, V1_METRICS["audience/os"], NOW, rolled)
     assert "FROM beacons_hour " in grouped.sql and "_totals" not in grouped.sql

@@ -91,3 +91,28 @@ def merged_select(source: str, bucket: str, dims: str) -> str:
     FROM {source}
     GROUP BY customer_id, 2, {dims}
     """
+
+
+def lean_totals_select(where: str, unit: str) -> str:
+    """Totals rows (TOTALS_COLUMNS) per customer, `unit` ('minute' or 'hour') and source,
+    aggregated from the raw beacons matching `where` in one flat pass: a session is in the
+    viewport/optimal sketch when one of its beacons qualifies (as in minute_select), but
+    `join_time` (a per-session maximum) is null. For the not-yet-rolled tail of queries
+    that do not read join_time: a few times cheaper per beacon than minute_select."""
+    measures = ", ".join(
+        f"sum({m.name}) AS sum_{m.name}, count({m.name}) AS count_{m.name},"
+        f" min({m.name}) AS min_{m.name}, max({m.name}) AS max_{m.name}"
+        for m in MEASURES
+    )
+    return f"""
+    SELECT customer_id, date_trunc('{unit}', "time") AS "time", source, count(*) AS beacons,
+           {measures},
+           {_SESSION_HLL} AS sessions,
+           {_SESSION_HLL} FILTER (WHERE {_QUALIFIES}) AS viewport_sessions,
+           {_SESSION_HLL} FILTER (WHERE {_QUALIFIES} AND {_OPTIMAL}) AS optimal_sessions,
+           NULL::tdigest AS join_time,
+           tdigest(downlink_speed, {TDIGEST_COMPRESSION}) AS downlink_speed
+    FROM beacons
+    WHERE {where}
+    GROUP BY customer_id, 2, source
+    """

@@ -97,7 +97,7 @@ def mostly_rolled(start: datetime, end: datetime, rolled_hours: frozenset[dateti
 
 def source_relation(
     layer: str, spec: V1Spec, rolled_hours: frozenset[datetime], totals: bool = False,
-    exact_start: bool = False,
+    exact_start: bool = False, lean_tail: bool = False,
 ) -> tuple[str, dict]:
     """The FROM relation the metric aggregates read (and its parameters): the one place a
     data source is chosen.
@@ -111,6 +111,9 @@ def source_relation(
     `exact_start` (the legacy windows, which start at any 5 s): the on-the-fly part also
     reads only beacons at or after `spec.start` (parameter `raw_start`), so a partial first
     hour left out of `rolled_hours` is counted exactly from raw beacons.
+
+    `lean_tail` (with `totals`, for aggregates that do not read `join_time`): the on-the-fly
+    part is `rollup_rows.lean_totals_select`, one flat pass over the raw beacons.
     """
     if layer == "realtime":
         return "beacons", {}
@@ -133,9 +136,15 @@ def source_relation(
         lower = ""
         if exact_start:
             lower, params["raw_start"] = ' AND "time" >= %(raw_start)s', spec.start
-        minutes = rollup_rows.minute_select(
-            f'customer_id = ANY(%(customers)s) AND "time" < %(end)s{lower} AND ({spans})')
-        parts.append(f"SELECT {columns} FROM ({minutes}) AS minute_rows" if totals else minutes)
+        where = f'customer_id = ANY(%(customers)s) AND "time" < %(end)s{lower} AND ({spans})'
+        if totals and lean_tail:
+            unit = "minute" if layer == "historical-minute" else "hour"
+            parts.append(rollup_rows.lean_totals_select(where, unit))
+        elif totals:
+            parts.append(f"SELECT {columns} FROM ({rollup_rows.minute_select(where)})"
+                         " AS minute_rows")
+        else:
+            parts.append(rollup_rows.minute_select(where))
     if not parts:  # an empty range
         parts.append(f"SELECT {columns} FROM {table} WHERE false")
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
@@ -173,7 +182,8 @@ def plan(
     layer = choose_layer(spec, now, metric, rolled_hours)
     where, params = _where(spec)
     totals = layer != "realtime" and reads_totals(spec, metric)
-    source, source_params = source_relation(layer, spec, rolled_hours, totals)
+    lean = not any("join_time" in expr for expr in (metric.rollup_aggregates or {}).values())
+    source, source_params = source_relation(layer, spec, rolled_hours, totals, lean_tail=lean)
     params.update(source_params)
     historical = layer != "realtime"
     if historical:

@@ -28,9 +28,9 @@ class Settings:
     rate_limits_by_tier: tuple[tuple[str, float, float], ...] = ()
     # Time budget of every statement; past it PostgreSQL cancels it and the answer is 504.
     statement_timeout_ms: int = 30_000
-    # RPCs one process serves at once; past it the answer is 503 at once (grpc.aio's
-    # maximum_concurrent_rpcs): overload is refused fast instead of queueing (issue #8).
-    max_concurrent_rpcs: int = 32
+    # RPCs one process serves at once (grpc.aio's maximum_concurrent_rpcs); the gateway
+    # admits at most this many per process and answers the excess 503 at once (issue #8).
+    max_concurrent_rpcs: int = 16
     # Lifetime of an OAuth access token (POST /oauth/token).
     token_ttl_seconds: int = 3600
     # Processes of this service behind the gateway (they split each key's limit).
@@ -59,7 +59,7 @@ class Settings:
             ),
             "workers": int(env.get("EDGESTATS_WORKERS", "1")),
             "token_ttl_seconds": int(env.get("EDGESTATS_TOKEN_TTL_SECONDS", "3600")),
-            "max_concurrent_rpcs": int(env.get("EDGESTATS_MAX_CONCURRENT_RPCS", "32")),
+            "max_concurrent_rpcs": int(env.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16")),
             "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
         }
         values.update(overrides)

@@ -75,7 +75,7 @@ def _route(cluster: str) -> dict:
     }
 
 
-def _cluster(name: str, ports: list[int]) -> str:
+def _cluster(name: str, ports: list[int], per_process: int) -> str:
     """A cluster of service processes (HTTP/2), balanced round robin."""
     options = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     cluster = {
@@ -89,10 +89,12 @@ def _cluster(name: str, ports: list[int]) -> str:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         },
-        # bounded queues: past these Envoy answers 503 at once instead of piling up work
+        # admission: no more requests in flight than the processes serve at once
+        # (EDGESTATS_MAX_CONCURRENT_RPCS each); past it Envoy answers 503 at once, without
+        # waiting for a busy service, and nothing piles up (issue #8)
         "circuit_breakers": {"thresholds": [{
-            "max_connections": 1024, "max_pending_requests": 256, "max_requests": 256,
-            "max_retries": 8,
+            "max_connections": 1024, "max_pending_requests": 64,
+            "max_requests": per_process * len(ports), "max_retries": 8,
         }]},
         # a stopped worker is taken out of rotation within seconds (gRPC health service)
         "health_checks": [{
@@ -114,6 +116,7 @@ def _cluster(name: str, ports: list[int]) -> str:
 def render(
     *, host: str, port: int, admin_port: int, service_ports: dict[str, list[int]],
     descriptor: Path, openapi_json: Path, services: tuple[ServiceSpec, ...] = SERVICES,
+    max_concurrent_rpcs: int = 16,
 ) -> str:
     """envoy.yaml for the given ports; `service_ports` maps each cluster to its processes."""
     template = Template((GATEWAY_DIR / "envoy.yaml").read_text())
@@ -126,5 +129,6 @@ def render(
         docs_routes=_docs_routes(openapi_json),
         grpc_routes=_grpc_routes(services),
         transcoded_services=json.dumps([n for spec in services for n in spec.grpc_services]),
-        clusters="\n".join(_cluster(s.cluster, service_ports[s.cluster]) for s in services),
+        clusters="\n".join(_cluster(s.cluster, service_ports[s.cluster], max_concurrent_rpcs)
+                            for s in services),
     )

@@ -77,7 +77,9 @@ def start_stack(
         for service_port, process in started:
             wait_grpc_healthy(service_port, process)
         config = run_dir / "envoy.yaml"
+        max_rpcs = int({**os.environ, **(env or {})}.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16"))
         config.write_text(gateway.render(
+            max_concurrent_rpcs=max_rpcs,
             host=host, port=http_port, admin_port=admin_port, service_ports=service_ports,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))

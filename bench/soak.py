@@ -11,7 +11,8 @@ answers take, so an overloaded server cannot slow the offered load down (closed-
 clients would hide overload). `--load` multiplies every rate. Traffic:
 
 - ingest: `--ingest-rate` JSON batches/s of `--batch` demo beacons, new sessions each batch,
-  spread over `--keys` keys of demo-sports;
+  spread over `--keys` keys of demo-sports (default 3 × 1,000 and 15 queries/s: the mixed
+  load this 2-core machine sustains with every answer 200, docs/performance.md);
 - queries: `--query-rate` requests/s over `--keys` other keys, a dashboard mix of
   `/summary?time=live`, `/stats/throughput/agg?time=10m`, v1 `audience` 24 h at `hour`,
   v1 `traffic` 1 h at `minute`, and a SQL KPI over the last hour.
@@ -273,9 +274,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--load", type=float, default=1.0, help="multiplies every rate")
-    parser.add_argument("--ingest-rate", type=float, default=10.0, help="batches/s")
+    parser.add_argument("--ingest-rate", type=float, default=3.0, help="batches/s")
     parser.add_argument("--batch", type=int, default=1000, help="beacons per batch")
-    parser.add_argument("--query-rate", type=float, default=40.0, help="queries/s")
+    parser.add_argument("--query-rate", type=float, default=15.0, help="queries/s")
     parser.add_argument("--keys", type=int, default=8, help="keys per traffic kind")
     parser.add_argument("--hours", type=float, default=2.0, help="demo history loaded")
     parser.add_argument("--seed", type=int, default=5)

@@ -100,7 +100,7 @@ async def _rollup_source(
     relation, params = planner.source_relation(
         layer, _Span(window.start, window.end), hours, totals, exact_start=True)
     clauses = ["customer_id = ANY(%(customers)s)", '"time" >= %(start)s', '"time" < %(end)s']
-    params |= {"customers": [query.customer_id], "rolled_hours": sorted(hours),
+    params |= {"customers": [query.customer_id],
                # rollup rows carry their bucket start; raw rows are cut at the exact start
                "start": floor_to(window.start, 3600), "end": window.end}
     for column in SCOPE_COLUMNS:

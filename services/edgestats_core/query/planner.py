@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,20 +72,35 @@ def choose_layer(
     return "realtime" if realtime else rollup
 
 
+def hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Hour starts merged into contiguous [from, to) ranges, in order."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in sorted(hours):
+        if ranges and ranges[-1][1] == hour:
+            ranges[-1] = (ranges[-1][0], hour + HOUR)
+        else:
+            ranges.append((hour, hour + HOUR))
+    return ranges
+
+
 def unrolled_ranges(
     start: datetime, end: datetime, rolled_hours: frozenset[datetime]
 ) -> list[tuple[datetime, datetime]]:
     """The hours of [start, end) not rolled up yet, merged into contiguous [from, to) ranges."""
-    ranges: list[tuple[datetime, datetime]] = []
-    hour = floor_to(start, 3600)
+    hours, hour = [], floor_to(start, 3600)
     while hour < end:
         if hour not in rolled_hours:
-            if ranges and ranges[-1][1] == hour:
-                ranges[-1] = (ranges[-1][0], hour + HOUR)
-            else:
-                ranges.append((hour, hour + HOUR))
+            hours.append(hour)
         hour += HOUR
-    return ranges
+    return hour_ranges(hours)
+
+
+def _spans(prefix: str, ranges: list[tuple[datetime, datetime]], params: dict) -> str:
+    """`("time" >= … AND "time" < …) OR …` over the ranges, their bounds added to params."""
+    for i, (low, high) in enumerate(ranges):
+        params[f"{prefix}_from_{i}"], params[f"{prefix}_to_{i}"] = low, high
+    return " OR ".join(f'("time" >= %({prefix}_from_{i})s AND "time" < %({prefix}_to_{i})s)'
+                       for i in range(len(ranges)))
 
 
 def mostly_rolled(start: datetime, end: datetime, rolled_hours: frozenset[datetime]) -> bool:
@@ -122,17 +138,15 @@ def source_relation(
     if totals:
         table, columns = f"{table}_totals", rollup_rows.TOTALS_COLUMNS
     parts, params = [], {}
-    if rolled_hours:
+    rolled = [(low, high) for low, high in hour_ranges(rolled_hours)
+              if high > spec.start and low < spec.end]
+    if rolled:  # contiguous ranges, not a list of hours: one comparison per range and row
         parts.append(f"SELECT {columns} FROM {table}"
                      ' WHERE customer_id = ANY(%(customers)s) AND "time" >= %(start)s'
-                     ' AND "time" < %(end)s'
-                     ' AND date_trunc(\'hour\', "time") = ANY(%(rolled_hours)s::timestamptz[])')
+                     f' AND "time" < %(end)s AND ({_spans("rolled", rolled, params)})')
     raw = unrolled_ranges(spec.start, spec.end, rolled_hours)
     if raw:
-        spans = " OR ".join(f'("time" >= %(raw_from_{i})s AND "time" < %(raw_to_{i})s)'
-                            for i in range(len(raw)))
-        for i, (low, high) in enumerate(raw):
-            params[f"raw_from_{i}"], params[f"raw_to_{i}"] = low, high
+        spans = _spans("raw", raw, params)
         lower = ""
         if exact_start:
             lower, params["raw_start"] = ' AND "time" >= %(raw_start)s', spec.start
@@ -187,7 +201,6 @@ def plan(
     params.update(source_params)
     historical = layer != "realtime"
     if historical:
-        params["rolled_hours"] = sorted(rolled_hours)
         # rollup rows carry their bucket start: the range starts at the layer's bucket
         params["start"] = floor_to(spec.start, 60 if layer == "historical-minute" else 3600)
     keys = [f"{bucket_sql(spec.granularity)} AS bucket", "customer_id"]

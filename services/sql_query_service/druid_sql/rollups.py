@@ -482,8 +482,7 @@ def relation_sql(
     """The SELECT a rollup scan reads: planner.source_relation with its parameters bound as
     literals (our own values: hours and the caller's customer ids), Druid column names."""
     relation, params = planner.source_relation(layer, _Span(start, end), rolled_hours, totals)
-    params = {**params, "customers": list(customers), "start": start, "end": end,
-              "rolled_hours": sorted(rolled_hours)}
+    params = {**params, "customers": list(customers), "start": start, "end": end}
     bound = _PARAMETER.sub(
         lambda m: "%" if m.group(0) == "%%" else _literal(params[m.group(1)]), relation)
     return f"SELECT {_projection(layer, tier, totals)} FROM {bound}"

@@ -22,6 +22,9 @@ class Settings:
     key_cache_seconds: float = 10.0
     # How long an identical query's answer is reused (0 disables; realtime freshness is 5 s).
     result_cache_seconds: float = 1.0
+    # The same for windows of 6 h and more (0 result cache: off too); the newest seconds of
+    # a day-long chart weigh nothing, and recomputing its raw tail per second costs a lot.
+    long_result_cache_seconds: float = 5.0
     # Per key (CONTRACT §9): sustained requests/s and burst; per tier with *_LITE/*_ADVANCED.
     rate_limit: float = 20.0
     rate_burst: float = 100.0
@@ -50,6 +53,8 @@ class Settings:
             "frozen_now": datetime.fromisoformat(frozen).astimezone(UTC) if frozen else None,
             "key_cache_seconds": float(env.get("EDGESTATS_KEY_CACHE_SECONDS", "10")),
             "result_cache_seconds": float(env.get("EDGESTATS_RESULT_CACHE_SECONDS", "1")),
+            "long_result_cache_seconds": float(
+                env.get("EDGESTATS_LONG_RESULT_CACHE_SECONDS", "5")),
             "rate_limit": float(env.get("EDGESTATS_RATE_LIMIT", "20")),
             "rate_burst": float(env.get("EDGESTATS_RATE_BURST", "100")),
             "rate_limits_by_tier": tuple(

@@ -11,6 +11,7 @@ from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.http_query import QueryParams
 from edgestats_core.metrics.definitions import STAT_METRICS
+from edgestats_core.query import planner
 from edgestats_core.query.result_cache import ResultCache
 from edgestats_core.tenancy.interceptor import current_principal
 from metrics_service import legacy_params, legacy_queries
@@ -38,6 +39,12 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     async def Ping(self, request, context):
         return PONG
 
+    def ttl(self, query) -> float | None:
+        """Windows of 6 h and more keep an answer longer (Settings.long_result_cache_seconds)."""
+        if query.window.seconds >= planner.TOTALS_PREFERRED_SPAN.total_seconds():
+            return self.settings.long_result_cache_seconds
+        return None
+
     async def PingDb(self, request, context):
         await self.db.ping()
         return PONG
@@ -52,7 +59,7 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
                 return json_body(legacy_queries.paginate(rows, query.per_page, query.page))
             return json_body(rows)
 
-        return await self.cache.get(("summary", level, query), answer)
+        return await self.cache.get(("summary", level, query), answer, self.ttl(query))
 
     async def ListChannelSummaries(self, request, context):
         return await self._summary(request, context, "channel")
@@ -70,7 +77,7 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
         async def answer() -> httpbody_pb2.HttpBody:
             return json_body([await legacy_queries.summary_aggregate(self.db, query)])
 
-        return await self.cache.get(("aggregate", query), answer)
+        return await self.cache.get(("aggregate", query), answer, self.ttl(query))
 
 
 def _stat_method(metric_name: str, last: bool):
@@ -83,7 +90,7 @@ def _stat_method(metric_name: str, last: bool):
         async def answer() -> httpbody_pb2.HttpBody:
             return json_body(await legacy_queries.stat_points(self.db, query, metric, last))
 
-        return await self.cache.get((metric_name, last, query), answer)
+        return await self.cache.get((metric_name, last, query), answer, self.ttl(query))
 
     return method
 

@@ -79,7 +79,9 @@ class MetricsServicer(rpc.MetricsServiceServicer):
             rows = await self.db.fetch(plan.sql, plan.params)
             return json_body(v1_rows.render(spec, metric, rows))
 
-        return await self.cache.get(("v1", metric.path, spec), answer)
+        long = spec.end - spec.start >= planner.TOTALS_PREFERRED_SPAN
+        ttl = self.settings.long_result_cache_seconds if long else None
+        return await self.cache.get(("v1", metric.path, spec), answer, ttl)
 
     async def ListGrafanaGranularities(self, request, context):
         params = QueryParams(request, context)

@@ -69,3 +69,22 @@ def test_a_zero_ttl_disables_the_cache():
         assert [await cache.get("k", compute) for _ in range(3)] == [0, 1, 2]
 
     asyncio.run(main())
+
+
+def test_ttl_counts_from_completion_and_callers_may_lengthen_it():
+    async def main():
+        cache = ResultCache(ttl_seconds=0.05)
+        values = iter(range(10))
+
+        async def slow():
+            await asyncio.sleep(0.08)  # longer than the ttl: still reused afterwards
+            return next(values)
+
+        assert await cache.get("k", slow) == 0
+        assert await cache.get("k", slow) == 0
+        assert await cache.get("long", slow, ttl=0.3) == 1
+        await asyncio.sleep(0.1)
+        assert await cache.get("long", slow, ttl=0.3) == 1  # default ttl would have expired
+        assert await cache.get("k", slow) == 2
+
+    asyncio.run(main())

@@ -1,13 +1,15 @@
 """A short-lived result cache with single flight, for answers many clients ask for at once.
 
 Dashboards poll the same window: identical concurrent queries share one execution,
-and its answer is reused for `ttl_seconds` (well inside the realtime layer's 5 s
-freshness, CONTRACT §4). Keys must include the tenant.
+and its answer is reused for `ttl_seconds` after it was computed (well inside the
+realtime layer's 5 s freshness, CONTRACT §4); callers may give long windows, where the
+last seconds weigh nothing, a longer ttl. Keys must include the tenant.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -21,8 +23,11 @@ class ResultCache(Generic[T]):
         self.max_entries = max_entries
         self._entries: dict[Hashable, tuple[float, asyncio.Task[T]]] = {}
 
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
-        """The cached answer for `key`, computing it once for all concurrent callers."""
+    async def get(
+        self, key: Hashable, compute: Callable[[], Awaitable[T]], ttl: float | None = None
+    ) -> T:
+        """The cached answer for `key`, computing it once for all concurrent callers; it is
+        reused for `ttl` (default: the cache's) seconds after it was computed."""
         if self.ttl <= 0:
             return await compute()
         now = time.monotonic()
@@ -31,16 +36,21 @@ class ResultCache(Generic[T]):
             if len(self._entries) >= self.max_entries:
                 self._evict(now)
             task = asyncio.ensure_future(compute())
-            entry = (now + self.ttl, task)
+            entry = (math.inf, task)  # shared while it runs
             self._entries[key] = entry
-            task.add_done_callback(lambda t, k=key, e=entry: self._forget_failure(k, e, t))
+            keep = self.ttl if ttl is None else ttl
+            task.add_done_callback(lambda t, k=key, e=entry: self._settle(k, e, t, keep))
         # shield: one caller giving up must not cancel the query the others wait for
         return await asyncio.shield(entry[1])
 
-    def _forget_failure(self, key: Hashable, entry: tuple, task: asyncio.Task) -> None:
-        """Errors are not cached: the next caller tries again."""
-        if (task.cancelled() or task.exception() is not None) and self._entries.get(key) is entry:
+    def _settle(self, key: Hashable, entry: tuple, task: asyncio.Task, ttl: float) -> None:
+        """Keep a computed answer for ttl from now; errors are not cached."""
+        if self._entries.get(key) is not entry:
+            return
+        if task.cancelled() or task.exception() is not None:
             del self._entries[key]
+        else:
+            self._entries[key] = (time.monotonic() + ttl, task)
 
     def _evict(self, now: float) -> None:
         expired = [k for k, (expires, _) in self._entries.items() if expires <= now]

@@ -21,40 +21,15 @@ from edgestats.metrics.v1 import beacon_pb2
 from tests import oracle
 from tests.builders import scenario, wire
 from tests.compare import assert_same
+from tests.e2e.ingest_bodies import JSON, answer, as_array, as_ndjson, post
 
 pytestmark = pytest.mark.e2e
 
 PATHS = ["/analytics/v1/ingest/beacons", "/v1/ingest/beacons"]
-JSON = "application/json"
 NOT_AUTHENTICATED = {"type": "not-authenticated", "title": "Not authenticated"}
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def post(api, path: str, body: bytes | str, key: str | None,
-         content_type: str | None = None) -> httpx.Response:
-    headers = api.auth(key)
-    if content_type:
-        headers["Content-Type"] = content_type
-    data = body.encode() if isinstance(body, str) else body
-    return api.http.post(path, content=data, headers=headers)
-
-
-def as_array(items: list) -> str:
-    return json.dumps(items)
-
-
-def as_ndjson(items: list) -> str:
-    return "\n".join(json.dumps(i) for i in items) + "\n"
-
-
-def answer(response: httpx.Response) -> dict:
-    assert response.status_code == 200, (response.status_code, response.text)
-    assert response.headers["content-type"] == JSON
-    body = response.json()
-    assert list(body) == ["accepted", "duplicates", "rejected"], body
-    return body
 
 
 def count(db_url: str, customer_id: str) -> int:

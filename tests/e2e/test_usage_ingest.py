@@ -15,12 +15,13 @@ import pytest
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2 as pb
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2_grpc as rpc
 from edgestats_core.tenancy.api_keys import create_role_key, create_user_key
+from tests.e2e import ingest_bodies
+from tests.e2e.ingest_bodies import JSON, answer, as_array, as_ndjson
 from usage_billing_service import accounts
 
 pytestmark = pytest.mark.e2e
 
 PATH = "/v1/usage/events"
-JSON = "application/json"
 NOT_AUTHENTICATED = {"type": "not-authenticated", "title": "Not authenticated"}
 
 
@@ -71,27 +72,7 @@ def event(event_id: str, user_id: str, when: datetime, **extra: object) -> dict:
 
 def post(api, body: str | bytes, key: str | None, path: str = PATH,
          content_type: str | None = None) -> httpx.Response:
-    headers = api.auth(key)
-    if content_type:
-        headers["Content-Type"] = content_type
-    data = body.encode() if isinstance(body, str) else body
-    return api.http.post(path, content=data, headers=headers)
-
-
-def as_array(items: list) -> str:
-    return json.dumps(items)
-
-
-def as_ndjson(items: list) -> str:
-    return "\n".join(json.dumps(i) for i in items) + "\n"
-
-
-def answer(response: httpx.Response) -> dict:
-    assert response.status_code == 200, (response.status_code, response.text)
-    assert response.headers["content-type"] == JSON
-    body = response.json()
-    assert list(body) == ["accepted", "duplicates", "rejected"], body
-    return body
+    return ingest_bodies.post(api, path, body, key, content_type)
 
 
 @pytest.fixture(scope="session")

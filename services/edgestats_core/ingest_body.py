@@ -13,6 +13,24 @@ MAX_ITEMS = 10_000
 MAX_BYTES = 10 * 1024 * 1024
 
 
+class Invalid(ValueError):
+    """One item's rejection reason, naming the field: the item is rejected alone."""
+
+
+def checked_text(name: str, value: object, max_length: int) -> str:
+    """A string of at most `max_length` characters, without NUL, that is valid Unicode."""
+    if type(value) is not str:
+        raise Invalid(f"{name}: must be a string")
+    if len(value) > max_length or "\x00" in value:
+        raise Invalid(f"{name}: longer than {max_length} characters or contains NUL")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise Invalid(f"{name}: not valid Unicode (lone surrogate)") from exc
+    return value
+
+
 def _loads(data: bytes) -> object:
     """orjson, falling back to the standard parser for valid JSON orjson refuses (numbers beyond
     double range, lone surrogates): such values are then rejected per item, not per batch."""

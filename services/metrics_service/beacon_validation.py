@@ -8,15 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edgestats_core.beacon_columns import COLUMNS, REQUIRED, SOURCES
+from edgestats_core.ingest_body import Invalid, checked_text
 
 MAX_TEXT = 1024
 RETENTION = timedelta(days=30)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 INT32 = 2**31 - 1
-
-
-class Invalid(ValueError):
-    """One item's rejection reason."""
 
 
 @dataclass
@@ -55,18 +52,7 @@ Converter = Callable[[object], object]
 
 
 def _text(name: str) -> Converter:
-    def convert(value: object) -> str:
-        if type(value) is not str:
-            raise Invalid(f"{name}: must be a string")
-        if len(value) > MAX_TEXT or "\x00" in value:
-            raise Invalid(f"{name}: longer than {MAX_TEXT} characters or contains NUL")
-        if not value.isascii():
-            try:
-                value.encode()
-            except UnicodeEncodeError as exc:
-                raise Invalid(f"{name}: not valid Unicode (lone surrogate)") from exc
-        return value
-    return convert
+    return lambda value: checked_text(name, value, MAX_TEXT)
 
 
 def _boolean(name: str) -> Converter:

@@ -11,16 +11,14 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from edgestats_core.ingest_body import Invalid, checked_text
+
 TYPES = ("conversion", "storage", "bandwidth")
 MAX_ID = 256  # characters of an event, user or application id, or a tag
 MAX_BYTES_VALUE = 2**63 - 1  # bigint
 MAX_EXACT_FLOAT = 2**53  # a JSON number with a fraction part is exact below this
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Invalid(ValueError):
-    """One event's rejection reason, naming the field."""
 
 
 @dataclass(frozen=True)
@@ -59,16 +57,7 @@ def _text(name: str, value: object, required: bool) -> str | None:
         if required:
             raise Invalid(f"{name}: field required")
         return None
-    if type(value) is not str:
-        raise Invalid(f"{name}: must be a string")
-    if len(value) > MAX_ID or "\x00" in value:
-        raise Invalid(f"{name}: longer than {MAX_ID} characters or contains NUL")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            raise Invalid(f"{name}: not valid Unicode (lone surrogate)") from exc
-    return value
+    return checked_text(name, value, MAX_ID)
 
 
 def parse_bytes(value: object) -> int:

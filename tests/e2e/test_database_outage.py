@@ -119,12 +119,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_sigkill_during_ingest_loses_and_doubles_nothing(outage):
-    """A client that retries on 5xx and connection errors, as an SDK does, while PostgreSQL is
-    killed mid-stream: the stored beacons are exactly the distinct beacons sent."""
+def send_through_a_crash(
+    api: Api, key: str, path: str, batches: list[list[dict]], run_dir: Path
+) -> tuple[list[dict], list[str]]:
+    """Post the batches in order from a client that retries each on 5xx and connection errors
+    (as an SDK or producer does) while the cluster is SIGKILLed after 5 accepted batches and
+    restarted (crash recovery). Returns the 200 answers and the failures met on the way."""
     import threading
 
     import httpx
+
+    answers: list[dict] = []
+    failures: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=api.base_url, timeout=10) as http:
+            for batch in batches:
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline:
+                    try:
+                        response = http.post(path, json=batch, headers=api.auth(key))
+                        if response.status_code == 200:
+                            answers.append(response.json())
+                            break
+                        assert response.status_code >= 500, response.text
+                        failures.append(str(response.status_code))
+                    except httpx.TransportError as exc:
+                        failures.append(type(exc).__name__)
+                    time.sleep(0.2)
+
+    sender = threading.Thread(target=client)
+    sender.start()
+    deadline = time.monotonic() + 60
+    while len(answers) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(answers) >= 5
+    _kill_cluster(run_dir)
+    time.sleep(1)
+    postgres.ensure_cluster(run_dir, 0)  # crash recovery, same port
+    sender.join(timeout=180)
+    assert not sender.is_alive()
+    return answers, failures
+
+
+def test_sigkill_during_ingest_loses_and_doubles_nothing(outage):
+    """A client that retries on 5xx and connection errors, as an SDK does, while PostgreSQL is
+    killed mid-stream: the stored beacons are exactly the distinct beacons sent."""
     import psycopg
 
     api, key, run_dir, url = outage
@@ -135,36 +175,9 @@ def test_sigkill_during_ingest_loses_and_doubles_nothing(outage):
          for i in range(500)]
         for b in range(40)
     ]
-    sent_ok = []
-
-    def client() -> None:
-        with httpx.Client(base_url=api.base_url, timeout=10) as http:
-            for batch in batches:
-                deadline = time.monotonic() + 90
-                while time.monotonic() < deadline:
-                    try:
-                        response = http.post("/analytics/v1/ingest/beacons", json=batch,
-                                             headers=api.auth(key))
-                        if response.status_code == 200:
-                            sent_ok.append(response.json()["accepted"])
-                            break
-                        assert response.status_code >= 500, response.text
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.2)
-
-    sender = threading.Thread(target=client)
-    sender.start()
-    deadline = time.monotonic() + 60
-    while len(sent_ok) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(sent_ok) >= 5
-    _kill_cluster(run_dir)
-    time.sleep(1)
-    postgres.ensure_cluster(run_dir, 0)  # crash recovery, same port
-    sender.join(timeout=180)
-    assert not sender.is_alive()
-    assert len(sent_ok) == len(batches) and all(n == 500 for n in sent_ok)
+    answers, _ = send_through_a_crash(api, key, "/analytics/v1/ingest/beacons", batches,
+                                      run_dir)
+    assert len(answers) == len(batches) and all(a["accepted"] == 500 for a in answers)
     with psycopg.connect(url) as conn:
         stored, distinct = conn.execute(
             'SELECT count(*), count(DISTINCT (session_id, "time")) FROM beacons'

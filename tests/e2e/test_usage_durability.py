@@ -8,18 +8,16 @@ may kill) and its crash helper.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 import psycopg
 import pytest
 
 from edgestats_core.tenancy.api_keys import create_role_key
 from edgestats_stack import postgres
-from tests.e2e.test_database_outage import _kill_cluster, outage  # noqa: F401 - fixture
+from tests.e2e.test_database_outage import outage, send_through_a_crash  # noqa: F401
 from usage_billing_service import accounts
 
 pytestmark = pytest.mark.e2e
@@ -69,38 +67,7 @@ def test_sigkill_during_usage_ingest_loses_and_doubles_nothing(outage):  # noqa:
           "timestamp": now_ms - i} for i in range(BATCH_SIZE)]
         for b in range(BATCHES)
     ]
-    answers: list[dict] = []
-    failures: list[str] = []  # 5xx and connection errors met (and retried)
-
-    def producer() -> None:
-        """Retries each batch on 5xx and connection errors until it is answered 200."""
-        with httpx.Client(base_url=api.base_url, timeout=10) as http:
-            for batch in batches:
-                deadline = time.monotonic() + 90
-                while time.monotonic() < deadline:
-                    try:
-                        response = http.post("/v1/usage/events", json=batch,
-                                             headers=api.auth(key))
-                        if response.status_code == 200:
-                            answers.append(response.json())
-                            break
-                        assert response.status_code >= 500, response.text
-                        failures.append(str(response.status_code))
-                    except httpx.TransportError as exc:
-                        failures.append(type(exc).__name__)
-                    time.sleep(0.2)
-
-    sender = threading.Thread(target=producer)
-    sender.start()
-    deadline = time.monotonic() + 60
-    while len(answers) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(answers) >= 5
-    _kill_cluster(run_dir)
-    time.sleep(1)
-    postgres.ensure_cluster(run_dir, 0)  # crash recovery, same port
-    sender.join(timeout=180)
-    assert not sender.is_alive()
+    answers, failures = send_through_a_crash(api, key, "/v1/usage/events", batches, run_dir)
     assert len(answers) == BATCHES
     assert failures, "the crash was not noticed: nothing was retried"
     assert all(a["accepted"] == BATCH_SIZE and a["rejected"] == [] for a in answers), answers

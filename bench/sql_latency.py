@@ -47,6 +47,7 @@ from bench.common import (
     running_stack,
 )
 from bench.v1_latency import CUSTOMER, DAYS, Timing, closed_loop, load, reusable_database, roll_up
+from edgestats_core.metrics.rollup_rows import Coverage
 from edgestats_core.tenancy.principals import Principal
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO, prepare_database
@@ -117,7 +118,7 @@ def time_translation(query: str, now: datetime, rolled: frozenset[datetime],
         translated = pipeline.translate(query, principal, options)
         middle = time.perf_counter()
         if translated.rollups:
-            translated.render(rolled)
+            translated.render(Coverage(rolled))
         samples.append((middle - started) * 1000)
         renders.append((time.perf_counter() - middle) * 1000)
     samples.sort()

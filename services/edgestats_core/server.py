@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -84,9 +84,12 @@ async def serve_forever(
     settings: Settings,
     bindings: Callable[[Database, Settings], list[ServiceBinding]],
     public_methods: frozenset[str] = frozenset(),
+    background: Callable[[Settings], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and drain for GRACE_SECONDS."""
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain for GRACE_SECONDS.
+    `background`: work the process does besides serving, cancelled at the stop."""
     running = await start_server(settings, bindings, public_methods)
+    task = asyncio.create_task(background(settings)) if background else None
     log.info("listening on %s:%d", settings.host, running.port)
     print(f"port={running.port}", flush=True)  # read by the process launcher
     stop = asyncio.Event()
@@ -94,6 +97,8 @@ async def serve_forever(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if task is not None:
+        task.cancel()
     await running.health.enter_graceful_shutdown()
     await running.server.stop(GRACE_SECONDS)
     await running.db.close()

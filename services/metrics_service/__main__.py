@@ -13,7 +13,7 @@ from edgestats.metrics.v1 import (
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.server import ServiceBinding, serve_forever
-from metrics_service import beacon_ingest, legacy_stats, v1_metrics
+from metrics_service import beacon_ingest, legacy_stats, minute_rollups, v1_metrics
 
 
 def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
@@ -42,7 +42,8 @@ def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve_forever(Settings.from_env(), bindings, legacy_stats.PUBLIC_METHODS))
+    asyncio.run(serve_forever(Settings.from_env(), bindings, legacy_stats.PUBLIC_METHODS,
+                              minute_rollups.roll_minutes_forever))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from edgestats_core.metrics.definitions import (
 from edgestats_core.query import planner
 from edgestats_core.query.windows import Window, floor_to
 from metrics_service.legacy_params import LegacyQuery
-from metrics_service.rollup_state import rolled_hours
+from metrics_service.rollup_state import coverage
 
 HOUR = timedelta(hours=1)
 # series finer than a minute (live, 10m: 5 s; 1h: 30 s) only raw beacons can answer; a 1 h
@@ -93,12 +93,16 @@ async def _rollup_source(
     window = query.window
     if window.resolution_seconds < ROLLUP_FINEST_RESOLUTION:
         return None
-    hours = usable_hours(window, await rolled_hours(db, window.start, window.end))
+    rolled = await coverage(db, window.start, window.end)
+    hours = usable_hours(window, rolled.hours)
+    # minute rows of hours wholly inside the window (they are cut at its end)
+    minutes = frozenset((hour, to) for hour, to in rolled.minutes if hour >= window.start)
     within_raw = window.start >= window.end - planner.RAW_RETENTION
-    if not hours or (within_raw and not planner.mostly_rolled(window.start, window.end, hours)):
+    if not hours or (within_raw and not planner.mostly_rolled(
+            window.start, window.end, hours, minutes)):
         return None  # raw beacons answer it as fast (or the rollups cannot help)
     relation, params = planner.source_relation(
-        layer, _Span(window.start, window.end), hours, totals, exact_start=True)
+        layer, _Span(window.start, window.end), hours, totals, exact_start=True, minutes=minutes)
     clauses = ["customer_id = ANY(%(customers)s)", '"time" >= %(start)s', '"time" < %(end)s']
     params |= {"customers": [query.customer_id],
                # rollup rows carry their bucket start; raw rows are cut at the exact start

@@ -1,16 +1,16 @@
-"""Which hours the hourly roll-up has done (rollup_runs), for the query paths that read the
-rollups for those hours and raw beacons for the rest."""
+"""What the rollups hold of a range (rollup_runs, rollup_progress), for the query paths that
+read the rollups there and raw beacons for the rest."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from edgestats_core.db import Database
-from edgestats_core.metrics.rollup_rows import ROLLED_HOURS_SQL
+from edgestats_core.metrics.rollup_rows import COVERAGE_SQL, Coverage
 
 
-async def rolled_hours(db: Database, start: datetime, end: datetime) -> frozenset[datetime]:
-    """Hours of [start, end) the hourly DAG has rolled up and no late beacon has changed
-    since (the rest is read from raw)."""
-    rows = await db.fetch(ROLLED_HOURS_SQL, (start, end))
-    return frozenset(row["hour"] for row in rows)
+async def coverage(db: Database, start: datetime, end: datetime) -> Coverage:
+    """The hours of [start, end) rolled up (and not marked stale by late beacons since) and
+    the minutes of the others rolled into the minute layer (the rest is read from raw)."""
+    rows = await db.fetch(COVERAGE_SQL, {"start": start, "end": end})
+    return Coverage.of((row["hour"], row["minutes_to"]) for row in rows)

@@ -36,6 +36,11 @@ TOTALS_SQL = {
 ROLLUP_TABLES = ("beacons_minute", "beacons_hour", "beacons_minute_totals", "beacons_hour_totals")
 
 
+def hour_key(hour: datetime) -> int:
+    """The second key of an hour's advisory locks."""
+    return int(hour.timestamp()) // 3600
+
+
 @dataclass(frozen=True)
 class HourRollup:
     hour: datetime
@@ -51,12 +56,16 @@ def roll_up_hour(conn: psycopg.Connection, hour: datetime) -> HourRollup:
     with conn.transaction():
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s, %s)",
-            (LOCK_NAMESPACE, int(hour.timestamp()) // 3600),
+            (LOCK_NAMESPACE, hour_key(hour)),
         )
         # cleared first: beacons committed after the snapshot read below mark the hour again
         # (an ingest that hits this row waits for this transaction) or, on an hour's first
         # roll-up, are found by re_roll_late_hours through ingested_at
         conn.execute("DELETE FROM rollup_stale WHERE hour = %(start)s", bounds)
+        # the minute roller's partial state of the hour (minute_rollups) is superseded
+        conn.execute("DELETE FROM rollup_progress WHERE hour = %(start)s", bounds)
+        conn.execute("DELETE FROM rollup_late_minutes WHERE minute >= %(start)s"
+                     " AND minute < %(end)s", bounds)
         for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table} {_IN_HOUR}", bounds)
         minutes = conn.execute(MINUTE_SQL, bounds).rowcount

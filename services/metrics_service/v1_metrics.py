@@ -13,6 +13,7 @@ from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
 from edgestats_core.http_query import QueryParams
+from edgestats_core.metrics.rollup_rows import Coverage
 from edgestats_core.metrics.v1_definitions import V1_METRICS, V1Metric
 from edgestats_core.query import layers, planner, v1_spec
 from edgestats_core.query.granularity import NAMES, grafana_value, parse_grafana_value
@@ -20,7 +21,7 @@ from edgestats_core.query.result_cache import ResultCache
 from edgestats_core.tenancy.interceptor import current_principal
 from metrics_service import v1_rows
 from metrics_service.legacy_stats import json_body
-from metrics_service.rollup_state import rolled_hours
+from metrics_service.rollup_state import coverage
 
 SERVICE = "edgestats.metrics.v1.MetricsService"
 
@@ -72,10 +73,10 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         v1_spec.check_range(spec, now)
 
         async def answer() -> httpbody_pb2.HttpBody:
-            rolled: frozenset = frozenset()
+            rolled = Coverage()
             if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
-                rolled = await rolled_hours(self.db, spec.start, spec.end)
-            plan = planner.plan(spec, metric, now, rolled)
+                rolled = await coverage(self.db, spec.start, spec.end)
+            plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes)
             rows = await self.db.fetch(plan.sql, plan.params)
             return json_body(v1_rows.render(spec, metric, rows))
 

@@ -97,9 +97,10 @@ async def run(
                 )
                 sql = translation.sql
                 hours = translation.hours()
-                if hours is not None:  # which hours the rollups hold, in this snapshot
-                    await cur.execute(rollup_rows.ROLLED_HOURS_SQL, hours)
-                    sql = translation.render(frozenset(row[0] for row in await cur.fetchall()))
+                if hours is not None:  # what the rollups hold, in this snapshot
+                    start, end = hours
+                    await cur.execute(rollup_rows.COVERAGE_SQL, {"start": start, "end": end})
+                    sql = translation.render(rollup_rows.Coverage.of(await cur.fetchall()))
                 await cur.execute(sql)
                 names = [c.name for c in cur.description or []]
                 rows = await cur.fetchall()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from edgestats_core.metrics.rollup_rows import Coverage
 from edgestats_core.tenancy.principals import Principal
 from sql_query_service.druid_sql import functions, parsing, pipeline
 from sql_query_service.druid_sql.problems import SqlError
@@ -58,7 +59,7 @@ def test_fits_the_rollups(query: str) -> None:
     sql = translation.render()
     assert "beacons_hour" not in sql  # nothing rolled up: the on-the-fly minute rows
     assert "FROM beacons" in sql and '"__beacons"' in sql
-    rolled = translation.render(frozenset({datetime(2026, 1, 1, 5, tzinfo=UTC)}))
+    rolled = translation.render(Coverage(frozenset({datetime(2026, 1, 1, 5, tzinfo=UTC)})))
     assert "beacons_hour" in rolled and "2026-01-01T05:00:00+00:00" in rolled
 
 
@@ -97,7 +98,8 @@ def test_totals_tables_when_no_dimension_but_source() -> None:
     by_time = translate(f"SELECT TIME_FLOOR(__time, 'P1D'), Source, SUM(ViewingTime) FROM"
                         f" {HOUR_DS} WHERE {RECENT} GROUP BY 1, 2")
     assert by_time.rollups[0].totals
-    assert "beacons_hour_totals" in by_time.render(frozenset({datetime(2026, 1, 1, tzinfo=UTC)}))
+    hour = datetime(2026, 1, 1, tzinfo=UTC)
+    assert "beacons_hour_totals" in by_time.render(Coverage(frozenset({hour})))
     by_channel = translate(f"SELECT ChannelId, SUM(ViewingTime) FROM {HOUR_DS} WHERE {RECENT}"
                            " GROUP BY 1")
     assert not by_channel.rollups[0].totals

@@ -214,3 +214,46 @@ def test_totals_plans_read_the_totals_tables_and_the_raw_rest():
     assert "date_trunc('hour', \"time\") AS \"time\", source" in plan.sql
     grouped = planner.plan(spec, V1_METRICS["audience/os"], NOW, rolled)
     assert "FROM beacons_hour " in grouped.sql and "_totals" not in grouped.sql
+
+
+def test_minute_rolled_hours_read_minute_rows_then_raw():
+    """An hour the minute roller has rolled up to :35 (rollup_rows.Coverage.minutes): its
+    minute rows to there, raw beacons after, whatever the layer; it counts as rolled."""
+    spec = parse({**DAY, "granularity": "hour"})
+    hours = _hours(spec)
+    current, previous = sorted(hours)[-1], sorted(hours)[-2]
+    minutes = frozenset({(current, current + timedelta(minutes=35))})
+    rolled = hours - {current, previous}
+    plan = planner.plan(spec, V1_METRICS["traffic"], NOW, rolled, minutes)
+    assert plan.layer == "historical-hour"
+    assert "FROM beacons_minute_totals" in plan.sql and "FROM beacons_hour_totals" in plan.sql
+    assert (plan.params["minutes_from_0"], plan.params["minutes_to_0"]) == (
+        current, current + timedelta(minutes=35))
+    # the raw part: the previous hour, and the current one from :35
+    assert (plan.params["raw_from_0"], plan.params["raw_to_0"]) == (previous, current)
+    assert (plan.params["raw_from_1"], plan.params["raw_to_1"]) == (
+        current + timedelta(minutes=35), current + timedelta(hours=1))
+    grouped = planner.plan(spec, V1_METRICS["audience/os"], NOW, rolled, minutes)
+    assert "FROM beacons_minute " in grouped.sql and "_totals" not in grouped.sql
+
+
+def test_minute_rolled_hours_count_toward_mostly_rolled():
+    spec = parse(DAY)
+    hours = sorted(_hours(spec))
+    rolled = frozenset(hours[:-4])  # four hours left: too many for the rollups
+    assert not planner.mostly_rolled(spec.start, spec.end, rolled)
+    minutes = frozenset((hour, hour + timedelta(minutes=50)) for hour in hours[-4:])
+    assert planner.mostly_rolled(spec.start, spec.end, rolled, minutes)  # 40 raw minutes
+    assert planner.choose_layer(spec, NOW, V1_METRICS["audience"], rolled, minutes) == (
+        "historical-minute")
+
+
+def test_minute_rows_stop_at_the_last_whole_minute_of_the_range():
+    start = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    end = start + timedelta(minutes=20, seconds=30)
+    minutes = frozenset({(start, start + timedelta(minutes=40))})
+    assert planner.minute_ranges(start, end, frozenset(), minutes) == [
+        (start, start + timedelta(minutes=20))]
+    assert planner.unrolled_ranges(start, end, frozenset(), frozenset(
+        planner.minute_ranges(start, end, frozenset(), minutes))) == [
+        (start + timedelta(minutes=20), start + timedelta(hours=1))]

@@ -6,6 +6,10 @@ hours on the fly (edgestats_core.query.planner), so both produce the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
 from edgestats_core.beacon_columns import DIMENSIONS, MEASURES
 from edgestats_core.metrics.v1_definitions import VIEWPORT_OPTIMAL, VIEWPORT_QUALIFIES
 
@@ -27,13 +31,40 @@ TOTALS_COLUMNS = ", ".join([
     "sessions", "viewport_sessions", "optimal_sessions", "join_time", "downlink_speed",
 ])
 TOTALS_DIMENSIONS = frozenset({"source"})
-# The hours of [%s, %s) whose rollups hold every beacon: rolled up and not marked stale by
-# a later ingest (rollup_stale). The other hours are read from raw beacons.
-ROLLED_HOURS_SQL = """
-SELECT hour FROM rollup_runs r
-WHERE hour >= date_trunc('hour', %s::timestamptz) AND hour < %s
+# What the rollups hold of the hours of [%(start)s, %(end)s), one row per hour:
+# (hour, NULL) when the hourly roll-up published it (both layers) and no later ingest marked
+# it stale (rollup_stale); (hour, minutes_to) when the minute roller (metrics_service.
+# minute_rollups) rolled [hour, minutes_to) into the minute layer only, up to its earliest
+# late minute. Whatever no row names is read from raw beacons.
+COVERAGE_SQL = """
+SELECT hour, NULL::timestamptz AS minutes_to FROM rollup_runs r
+WHERE hour >= date_trunc('hour', %(start)s::timestamptz) AND hour < %(end)s
   AND NOT EXISTS (SELECT FROM rollup_stale s WHERE s.hour = r.hour)
+UNION ALL
+SELECT hour, least(rolled_to, (SELECT min(minute) FROM rollup_late_minutes l
+                               WHERE l.minute >= p.hour AND l.minute < p.rolled_to))
+FROM rollup_progress p
+WHERE hour >= date_trunc('hour', %(start)s::timestamptz) AND hour < %(end)s
+  AND rolled_to > hour AND NOT EXISTS (SELECT FROM rollup_runs r WHERE r.hour = p.hour)
 """
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the rollups hold of a range (COVERAGE_SQL): `hours` published in both layers,
+    `minutes` as (hour, minutes_to) pairs: [hour, minutes_to) in the minute layer only."""
+
+    hours: frozenset[datetime] = frozenset()
+    minutes: frozenset[tuple[datetime, datetime]] = frozenset()
+
+    @classmethod
+    def of(cls, rows: Iterable[Sequence]) -> Coverage:
+        """From COVERAGE_SQL rows (hour, minutes_to)."""
+        rows = list(rows)
+        return cls(frozenset(hour for hour, to in rows if to is None),
+                   frozenset((hour, to) for hour, to in rows if to is not None and to > hour))
+
+
 _SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
 # the viewport rules as parts of a statement with %(name)s parameters
 _QUALIFIES = f"({VIEWPORT_QUALIFIES})".replace("%", "%%")

@@ -22,6 +22,8 @@ HOUR = timedelta(hours=1)
 # below this the range is mostly the not-yet-rolled recent hours: raw beacons answer as fast
 TOTALS_PREFERRED_SPAN = timedelta(hours=6)
 MAX_UNROLLED_HOURS = 3
+# (hour, minutes_to): [hour, minutes_to) is in the minute layer only (rollup_rows.Coverage)
+Minutes = frozenset[tuple[datetime, datetime]]
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def reads_totals(spec: V1Spec, metric: V1Metric | None) -> bool:
 
 def choose_layer(
     spec: V1Spec, now: datetime, metric: V1Metric | None = None,
-    rolled_hours: frozenset[datetime] | None = None,
+    rolled_hours: frozenset[datetime] | None = None, minutes: Minutes = frozenset(),
 ) -> str:
     """The layer that answers (CONTRACT §4, §6).
 
@@ -63,7 +65,7 @@ def choose_layer(
     rollup = "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
     if (metric is not None and reads_totals(spec, metric) and (seconds is None or seconds % 60 == 0)
             and spec.end - spec.start >= TOTALS_PREFERRED_SPAN and rolled_hours is not None
-            and mostly_rolled(spec.start, spec.end, rolled_hours)):
+            and mostly_rolled(spec.start, spec.end, rolled_hours, minutes)):
         return rollup
     realtime = (
         seconds is not None and seconds <= REALTIME_FINEST_COARSE
@@ -84,15 +86,34 @@ def hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
 
 
 def unrolled_ranges(
-    start: datetime, end: datetime, rolled_hours: frozenset[datetime]
+    start: datetime, end: datetime, rolled_hours: frozenset[datetime],
+    minutes: Minutes = frozenset(),
 ) -> list[tuple[datetime, datetime]]:
-    """The hours of [start, end) not rolled up yet, merged into contiguous [from, to) ranges."""
-    hours, hour = [], floor_to(start, 3600)
+    """What of the hours of [start, end) the rollups do not hold (neither a rolled hour nor
+    the rolled minutes of one, `minutes`), merged into contiguous [from, to) ranges."""
+    minutes_to = dict(minutes)
+    ranges: list[tuple[datetime, datetime]] = []
+    hour = floor_to(start, 3600)
     while hour < end:
         if hour not in rolled_hours:
-            hours.append(hour)
+            low = minutes_to.get(hour, hour)
+            if ranges and ranges[-1][1] == low:
+                ranges[-1] = (ranges[-1][0], hour + HOUR)
+            else:
+                ranges.append((low, hour + HOUR))
         hour += HOUR
-    return hour_ranges(hours)
+    return ranges
+
+
+def minute_ranges(
+    start: datetime, end: datetime, rolled_hours: frozenset[datetime], minutes: Minutes
+) -> list[tuple[datetime, datetime]]:
+    """The [hour, minutes_to) parts of hours of [start, end) held by minute rows only (the
+    minute roller's), minutes_to floored to a whole minute at `end`, in order."""
+    last = floor_to(end, 60)
+    return sorted((hour, min(to, last)) for hour, to in minutes
+                  if hour not in rolled_hours and min(to, last) > hour
+                  and hour >= floor_to(start, 3600))
 
 
 def _spans(prefix: str, ranges: list[tuple[datetime, datetime]], params: dict) -> str:
@@ -103,17 +124,21 @@ def _spans(prefix: str, ranges: list[tuple[datetime, datetime]], params: dict) -
                        for i in range(len(ranges)))
 
 
-def mostly_rolled(start: datetime, end: datetime, rolled_hours: frozenset[datetime]) -> bool:
+def mostly_rolled(
+    start: datetime, end: datetime, rolled_hours: frozenset[datetime],
+    minutes: Minutes = frozenset(),
+) -> bool:
     """Whether rollups beat raw beacons for [start, end): at most MAX_UNROLLED_HOURS of it
     (the current hour, the one being rolled up, a partial edge) would be aggregated from raw
     on the fly, which costs more per beacon than a plain raw query."""
-    unrolled = sum((high - low) // HOUR for low, high in unrolled_ranges(start, end, rolled_hours))
-    return unrolled <= MAX_UNROLLED_HOURS
+    unrolled = sum((high - low for low, high in unrolled_ranges(start, end, rolled_hours, minutes)),
+                   timedelta())
+    return unrolled <= MAX_UNROLLED_HOURS * HOUR
 
 
 def source_relation(
     layer: str, spec: V1Spec, rolled_hours: frozenset[datetime], totals: bool = False,
-    exact_start: bool = False, lean_tail: bool = False,
+    exact_start: bool = False, lean_tail: bool = False, minutes: Minutes = frozenset(),
 ) -> tuple[str, dict]:
     """The FROM relation the metric aggregates read (and its parameters): the one place a
     data source is chosen.
@@ -123,6 +148,8 @@ def source_relation(
     hours of the range, minute rows aggregated on the fly from raw beacons
     (`rollup_rows.minute_select`), each as explicit time ranges so that PostgreSQL prunes
     partitions: the result never has a gap, and no hour is read twice (CONTRACT §4).
+    `minutes` (hour, minutes_to): hours the minute roller has rolled up to minutes_to, read
+    from the minute rows (or minute totals) up to there and from raw beacons after.
 
     `exact_start` (the legacy windows, which start at any 5 s): the on-the-fly part also
     reads only beacons at or after `spec.start` (parameter `raw_start`), so a partial first
@@ -144,7 +171,13 @@ def source_relation(
         parts.append(f"SELECT {columns} FROM {table}"
                      ' WHERE customer_id = ANY(%(customers)s) AND "time" >= %(start)s'
                      f' AND "time" < %(end)s AND ({_spans("rolled", rolled, params)})')
-    raw = unrolled_ranges(spec.start, spec.end, rolled_hours)
+    held = minute_ranges(spec.start, spec.end, rolled_hours, minutes)
+    if held:  # minute rows (whatever the layer: the outer query buckets them)
+        minute_table = "beacons_minute_totals" if totals else "beacons_minute"
+        parts.append(f"SELECT {columns} FROM {minute_table}"
+                     ' WHERE customer_id = ANY(%(customers)s) AND "time" >= %(start)s'
+                     f' AND "time" < %(end)s AND ({_spans("minutes", held, params)})')
+    raw = unrolled_ranges(spec.start, spec.end, rolled_hours, frozenset(held))
     if raw:
         spans = _spans("raw", raw, params)
         lower = ""
@@ -187,17 +220,19 @@ def _where(spec: V1Spec) -> tuple[str, dict]:
 
 def plan(
     spec: V1Spec, metric: V1Metric, now: datetime,
-    rolled_hours: frozenset[datetime] = frozenset(),
+    rolled_hours: frozenset[datetime] = frozenset(), minutes: Minutes = frozenset(),
 ) -> Plan:
     """The query of one metric over the spec's beacons, grouped by bucket and customer.
 
-    `rolled_hours`: the hours of the range already rolled up (read by the caller).
+    `rolled_hours`, `minutes`: what the rollups hold of the range (rollup_rows.Coverage,
+    read by the caller).
     """
-    layer = choose_layer(spec, now, metric, rolled_hours)
+    layer = choose_layer(spec, now, metric, rolled_hours, minutes)
     where, params = _where(spec)
     totals = layer != "realtime" and reads_totals(spec, metric)
     lean = not any("join_time" in expr for expr in (metric.rollup_aggregates or {}).values())
-    source, source_params = source_relation(layer, spec, rolled_hours, totals, lean_tail=lean)
+    source, source_params = source_relation(layer, spec, rolled_hours, totals, lean_tail=lean,
+                                            minutes=minutes)
     params.update(source_params)
     historical = layer != "realtime"
     if historical:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlglot import exp
 
+from edgestats_core.metrics.rollup_rows import Coverage
 from edgestats_core.tenancy.principals import Principal
 from sql_query_service.druid_sql import (
     columns,
@@ -57,13 +58,16 @@ class Translation:
             return None
         return min(r.start for r in self.rollups), max(r.end for r in self.rollups)
 
-    def render(self, rolled_hours: frozenset[datetime] = frozenset()) -> str:
-        """The SQL to run, given the hours already rolled up."""
+    def render(self, rolled: Coverage | None = None) -> str:
+        """The SQL to run, given what the rollups hold (None: nothing)."""
+        rolled = rolled or Coverage()
         sql = self.sql
         for source in self.rollups:
-            rolled = frozenset(h for h in rolled_hours if source.start <= h < source.end)
+            hours = frozenset(h for h in rolled.hours if source.start <= h < source.end)
+            minutes = frozenset(m for m in rolled.minutes if source.start <= m[0] < source.end)
             relation = rollups.relation_sql(source.layer, source.tier, source.start,
-                                            source.end, self.customers, rolled, source.totals)
+                                            source.end, self.customers, hours, source.totals,
+                                            minutes)
             sql = sql.replace(f'"{source.name}"', f"({relation})")
         return sql
 

@@ -478,10 +478,12 @@ _PARAMETER = re.compile(r"%\((\w+)\)s|%%")
 def relation_sql(
     layer: str, tier: str, start: datetime, end: datetime, customers: tuple[str, ...],
     rolled_hours: frozenset[datetime], totals: bool = False,
+    minutes: planner.Minutes = frozenset(),
 ) -> str:
     """The SELECT a rollup scan reads: planner.source_relation with its parameters bound as
     literals (our own values: hours and the caller's customer ids), Druid column names."""
-    relation, params = planner.source_relation(layer, _Span(start, end), rolled_hours, totals)
+    relation, params = planner.source_relation(layer, _Span(start, end), rolled_hours, totals,
+                                               minutes=minutes)
     params = {**params, "customers": list(customers), "start": start, "end": end}
     bound = _PARAMETER.sub(
         lambda m: "%" if m.group(0) == "%%" else _literal(params[m.group(1)]), relation)

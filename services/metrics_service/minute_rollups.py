@@ -1,0 +1,145 @@
+"""Rolling the current hour into the minute layer as it goes (issue #8).
+
+Until the hourly roll-up publishes an hour, every reader used to aggregate all of it from
+raw beacons: under heavy ingest, long queries slowed down minute by minute. The metrics
+service therefore rolls each closed minute (older than `LAG`) of the current and the
+just-closed hour into beacons_minute and beacons_minute_totals every few seconds and
+records how far in rollup_progress; readers take [hour, rolled_to) from those rows and only
+the rest from raw (`rollup_rows.COVERAGE_SQL`). The hourly roll-up stays the authority: it
+replaces the hour and deletes its progress.
+
+Never behind raw: a roll first *fences* the hour — it takes the hour's advisory lock
+exclusively, which waits for the ingest transactions in flight (they hold it shared,
+`beacon_store`), and sets `fenced_to`; an ingest that commits later with a beacon before
+`fenced_to` marks its minute in rollup_late_minutes in the same transaction, and readers
+stop at the earliest late minute. The next roll recomputes from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+
+from edgestats_core.config import Settings
+from edgestats_core.query.windows import floor_to
+from metrics_service.rollups import LOCK_NAMESPACE, MINUTE_SQL, TOTALS_SQL, hour_key
+
+log = logging.getLogger(__name__)
+
+# advisory locks per hour: ingest holds its beacons' hours shared, a minute roll exclusively
+FENCE_NAMESPACE = 7303
+# only this one process rolls at a time (session lock; the other workers skip the cycle)
+ROLLER_LOCK = (7304, 0)
+# minutes are rolled once this old: a beacon arriving later is late (and re-rolled)
+LAG = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class MinuteRoll:
+    hour: datetime
+    start: datetime  # recomputed minutes [start, end)
+    end: datetime
+
+
+def _progress(conn: psycopg.Connection, hour: datetime) -> tuple[datetime, datetime | None]:
+    """(rolled_to, earliest late minute or None) of the hour; rolled_to = hour when none."""
+    row = conn.execute(
+        "SELECT (SELECT rolled_to FROM rollup_progress WHERE hour = %(h)s),"
+        " (SELECT min(minute) FROM rollup_late_minutes"
+        "  WHERE minute >= %(h)s AND minute < %(h)s + interval '1 hour')", {"h": hour},
+    ).fetchone()
+    return row[0] or hour, row[1]
+
+
+def _fence(conn: psycopg.Connection, hour: datetime, goal: datetime) -> datetime | None:
+    """Fence the hour up to `goal` and return where its recomputation starts (the rolled
+    minutes before the earliest late one stay), or None when nothing is to do."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (FENCE_NAMESPACE, hour_key(hour)))
+        if conn.execute("SELECT 1 FROM rollup_runs WHERE hour = %s", (hour,)).fetchone():
+            return None  # the hourly roll-up has published it
+        rolled_to, late = _progress(conn, hour)
+        start = min(rolled_to, late or rolled_to)
+        if start >= goal:
+            return None
+        conn.execute("DELETE FROM rollup_late_minutes WHERE minute >= %(h)s"
+                     " AND minute < %(h)s + interval '1 hour'", {"h": hour})
+        # readers keep [hour, start): its rows are complete
+        conn.execute(
+            "INSERT INTO rollup_progress (hour, rolled_to, fenced_to) VALUES (%(h)s, %(s)s, %(g)s)"
+            " ON CONFLICT (hour) DO UPDATE SET rolled_to = %(s)s, fenced_to = %(g)s",
+            {"h": hour, "s": start, "g": goal},
+        )
+    return start
+
+
+def _roll(conn: psycopg.Connection, hour: datetime, start: datetime, goal: datetime) -> bool:
+    """Replace the minute rows (and minute totals) of [start, goal) and advance rolled_to;
+    False when the hourly roll-up published the hour meanwhile."""
+    bounds = {"start": start, "end": goal}
+    with conn.transaction():
+        # the hourly roll-up's lock: never both on one hour
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, hour_key(hour)))
+        if conn.execute("SELECT 1 FROM rollup_runs WHERE hour = %s", (hour,)).fetchone():
+            conn.execute("DELETE FROM rollup_progress WHERE hour = %s", (hour,))
+            return False
+        for table in ("beacons_minute", "beacons_minute_totals"):
+            conn.execute(f'DELETE FROM {table} WHERE "time" >= %(start)s AND "time" < %(end)s',
+                         bounds)
+        conn.execute(MINUTE_SQL, bounds)
+        conn.execute(TOTALS_SQL["beacons_minute"], bounds)
+        conn.execute("UPDATE rollup_progress SET rolled_to = %s, rolled_at = now()"
+                     " WHERE hour = %s", (goal, hour))
+    return True
+
+
+def roll_up_minutes(conn: psycopg.Connection, upto: datetime) -> list[MinuteRoll]:
+    """Roll the closed minutes before `upto` (floored to the minute) of its hour and of the
+    hour before, from where each was rolled to or from its earliest late minute."""
+    upto = floor_to(upto, 60)
+    done = []
+    current = floor_to(upto, 3600)
+    for hour in (current - HOUR, current):
+        goal = min(upto, hour + HOUR)
+        rolled_to, late = _progress(conn, hour)  # without locks: most cycles stop here
+        if goal <= hour or (rolled_to >= goal and late is None):
+            continue
+        start = _fence(conn, hour, goal)
+        if start is not None and _roll(conn, hour, start, goal):
+            done.append(MinuteRoll(hour, start, goal))
+    return done
+
+
+def roll_up_recent_minutes(url: str, now: datetime) -> list[MinuteRoll]:
+    """One cycle of the roller: the minutes closed `LAG` before `now`, unless another process
+    is rolling (then nothing)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", ROLLER_LOCK).fetchone()[0]:
+            return []
+        return roll_up_minutes(conn, now - LAG)
+
+
+async def roll_minutes_forever(settings: Settings) -> None:
+    """Every `settings.minute_rollup_seconds`, roll the closed minutes (off when 0, or when
+    the clock is frozen: there is no current hour to follow). A failed cycle (database
+    down) is logged and the next one tries again."""
+    if settings.minute_rollup_seconds <= 0 or settings.frozen_now is not None:
+        return
+    while True:
+        await asyncio.sleep(settings.minute_rollup_seconds)
+        try:
+            rolls = await asyncio.to_thread(
+                roll_up_recent_minutes, settings.database_url, settings.now())
+        except psycopg.Error as error:
+            log.warning("minute roll-up failed, retrying next cycle: %s", error)
+            continue
+        except Exception:  # a bug must not stop the roller for good; it is logged
+            log.exception("minute roll-up failed, retrying next cycle")
+            continue
+        for roll in rolls:
+            log.info("rolled minutes %s to %s", roll.start.isoformat(), roll.end.isoformat())

@@ -1,0 +1,117 @@
+"""The minute roller against real PostgreSQL: the rolled minutes equal the raw aggregate, a
+roll waits for the ingests in flight, late beacons are re-rolled, the hourly roll-up
+supersedes it all."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from edgestats_core.config import Settings
+from edgestats_core.metrics.rollup_rows import COVERAGE_SQL, Coverage
+from metrics_service import beacon_store, minute_rollups, rollups
+from metrics_service.beacon_validation import validate
+from tests.db.test_rollups import assert_rows_equal, expected_rows, make_beacons, minute_rows, store
+
+pytestmark = pytest.mark.db
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+
+
+def fresh_hour(days: int) -> datetime:
+    """An hour `days` back (each test its own: the roller works on every customer's rows)."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
+
+
+def roll(db_url: str, upto: datetime) -> list[minute_rollups.MinuteRoll]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return minute_rollups.roll_up_minutes(conn, upto)
+
+
+def coverage_of(db_url: str, hour: datetime) -> Coverage:
+    with psycopg.connect(db_url) as conn:
+        return Coverage.of(conn.execute(COVERAGE_SQL, {"start": hour, "end": hour + HOUR}))
+
+
+def before(beacons: list[dict], instant: datetime) -> list[dict]:
+    return [b for b in beacons if b["__time"] < instant]
+
+
+def test_rolled_minutes_equal_the_raw_aggregate_as_the_hour_goes(db_url):
+    hour = fresh_hour(14)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = make_beacons(customer_id, hour, 1, sessions=20, seed=21)
+    store(db_url, customer_id, beacons, datetime.now(UTC))
+    for minutes in (25, 40, 60):
+        upto = hour + timedelta(minutes=minutes, seconds=30)  # floored to the minute
+        roll(db_url, upto)
+        assert coverage_of(db_url, hour).minutes == {(hour, hour + timedelta(minutes=minutes))}
+        for table in ("beacons_minute", "beacons_minute_totals"):
+            assert_rows_equal(minute_rows(db_url, customer_id, table),
+                              expected_rows(before(beacons, hour + minutes * MINUTE), 60))
+    assert roll(db_url, hour + HOUR) == []  # nothing new: no work
+    rollups.roll_up_interval(db_url, hour, hour + HOUR)  # the hourly roll-up supersedes it
+    assert coverage_of(db_url, hour) == Coverage(frozenset({hour}))
+    assert_rows_equal(minute_rows(db_url, customer_id, "beacons_hour"),
+                      expected_rows(beacons, 3600))
+    later = roll(db_url, hour + HOUR + 5 * MINUTE)  # a published hour is left alone
+    assert [r.hour for r in later] == [hour + HOUR]
+    assert coverage_of(db_url, hour) == Coverage(frozenset({hour}))
+
+
+def test_a_late_beacon_stops_readers_at_its_minute_until_re_rolled(db_url):
+    hour = fresh_hour(15)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = make_beacons(customer_id, hour, 1, sessions=8, seed=22)
+    store(db_url, customer_id, beacons, datetime.now(UTC))
+    roll(db_url, hour + 30 * MINUTE)
+    late = make_beacons(customer_id, hour, 1, sessions=2, seed=23)
+    for b in late:
+        b["SessionId"] += "-late"
+    store(db_url, customer_id, late, datetime.now(UTC))
+    earliest = min(b["__time"] for b in late).replace(second=0, microsecond=0)
+    if earliest < hour + 30 * MINUTE:  # late for the rolled minutes: readers stop there
+        assert coverage_of(db_url, hour).minutes == {(hour, earliest)}
+    [redone] = roll(db_url, hour + 30 * MINUTE)
+    assert redone.start == min(earliest, hour + 30 * MINUTE)
+    assert coverage_of(db_url, hour).minutes == {(hour, hour + 30 * MINUTE)}
+    assert_rows_equal(minute_rows(db_url, customer_id, "beacons_minute"),
+                      expected_rows(before([*beacons, *late], hour + 30 * MINUTE), 60))
+
+
+def test_a_roll_waits_for_the_ingest_in_flight(db_url):
+    """An ingest transaction holding beacons of a minute about to be rolled (not committed
+    yet): the roll's fence waits for it, so the rolled rows include its beacons."""
+    hour = fresh_hour(16)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = make_beacons(customer_id, hour, 1, sessions=6, seed=24)
+    rows = [validate(b, customer_id, datetime.now(UTC)) for b in beacons]
+    done: list = []
+    with psycopg.connect(db_url) as ingest, ingest.cursor() as cur:
+        cur.execute(beacon_store._STAGE)
+        with cur.copy(beacon_store._COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(beacon_store._HOLD_HOURS)
+        cur.execute(beacon_store._MERGE)
+        roller = threading.Thread(target=lambda: done.extend(roll(db_url, hour + HOUR)))
+        roller.start()
+        roller.join(1.0)
+        assert roller.is_alive()  # fenced out until the ingest commits
+        ingest.commit()
+    roller.join(30)
+    assert not roller.is_alive() and [r.hour for r in done] == [hour]
+    assert_rows_equal(minute_rows(db_url, customer_id, "beacons_minute"),
+                      expected_rows(beacons, 60))
+
+
+def test_the_roller_runs_only_on_the_real_clock(db_url):
+    frozen = Settings(db_url, frozen_now=datetime.now(UTC), minute_rollup_seconds=0.01)
+    off = Settings(db_url, minute_rollup_seconds=0)
+    for settings in (frozen, off):  # returns at once instead of looping
+        asyncio.run(asyncio.wait_for(minute_rollups.roll_minutes_forever(settings), 1))

@@ -128,17 +128,25 @@ class Pool:
 
 
 class Batches:
-    """JSON ingest bodies of demo beacons; each body's sessions are new (no duplicates)."""
+    """JSON ingest bodies as a live audience sends them: batch n carries one beacon of each of
+    `size` sessions, timestamped with the 5-second slot the schedule sends it in; `per_slot`
+    batches make up a slot, so `per_slot × size` sessions watch at once and none reports
+    twice in a slot (no duplicates). Field values come from demo beacons."""
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, per_slot: int, seed: int) -> None:
         end = floor_to(datetime.now(UTC), 5)
         stream = generate_beacons(CUSTOMER, end - timedelta(minutes=30), end, seed)
         self.template = [to_json_ready(b) for b in itertools.islice(stream, size)]
+        self.per_slot = max(1, per_slot)
+        self.start_ms = int(end.timestamp()) * 1000
         self.counter = itertools.count()
 
     def next(self) -> tuple[bytes, int]:
-        n = next(self.counter)
-        body = [{**b, "SessionId": f"{b['SessionId']}-soak{n}"} for b in self.template]
+        slot, part = divmod(next(self.counter), self.per_slot)
+        at = self.start_ms + slot * 5000
+        first = part * len(self.template)
+        body = [{**b, "SessionId": f"soak-{first + i}", "__time": at}
+                for i, b in enumerate(self.template)]
         return orjson.dumps(body), len(body)
 
 
@@ -170,8 +178,7 @@ async def schedule(rate: float, seconds: float, fire) -> None:
 async def drive(args: argparse.Namespace, base_url: str, ingest_keys: list[str],
                 query_keys: list[str], processes: list) -> Recorder:
     record, pool = Recorder(), Pool(base_url)
-    batches = Batches(args.batch, args.seed)
-    mix = query_mix(datetime.now(UTC))
+    batches = Batches(args.batch, round(args.ingest_rate * args.load * 5), args.seed)
     rng = random.Random(args.seed)
     in_flight: set[asyncio.Task] = set()
     seconds = args.minutes * 60
@@ -200,7 +207,8 @@ async def drive(args: argparse.Namespace, base_url: str, ingest_keys: list[str],
         launch(one("ingest", rng.choice(ingest_keys), "/analytics/v1/ingest/beacons", body, items))
 
     def query() -> None:
-        name, path, body = rng.choice(mix)
+        # dashboards refresh with a moving "now" (to the 5 s a beacon covers)
+        name, path, body = rng.choice(query_mix(floor_to(datetime.now(UTC), 5)))
         launch(one(name, rng.choice(query_keys), path, body))
 
     rss: dict[str, list[float]] = defaultdict(list)
@@ -234,7 +242,7 @@ async def drive(args: argparse.Namespace, base_url: str, ingest_keys: list[str],
 def stored(url: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT count(*) FROM beacons WHERE customer_id = %s"
-                            " AND session_id LIKE %s", (CUSTOMER.customer_id, "%-soak%")
+                            " AND session_id LIKE %s", (CUSTOMER.customer_id, "soak-%")
                             ).fetchone()[0]
 
 

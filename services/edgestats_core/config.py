@@ -38,7 +38,7 @@ class Settings:
     token_ttl_seconds: int = 3600
     # How often the metrics service rolls the current hour's closed minutes into the minute
     # layer (metrics_service.minute_rollups); 0 = never (only the hourly roll-up).
-    minute_rollup_seconds: float = 15.0
+    minute_rollup_seconds: float = 5.0
     # Processes of this service behind the gateway (they split each key's limit).
     workers: int = 1
 
@@ -68,7 +68,7 @@ class Settings:
             "workers": int(env.get("EDGESTATS_WORKERS", "1")),
             "token_ttl_seconds": int(env.get("EDGESTATS_TOKEN_TTL_SECONDS", "3600")),
             "max_concurrent_rpcs": int(env.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16")),
-            "minute_rollup_seconds": float(env.get("EDGESTATS_MINUTE_ROLLUP_SECONDS", "15")),
+            "minute_rollup_seconds": float(env.get("EDGESTATS_MINUTE_ROLLUP_SECONDS", "5")),
             "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
         }
         values.update(overrides)

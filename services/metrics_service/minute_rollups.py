@@ -35,7 +35,7 @@ FENCE_NAMESPACE = 7303
 # only this one process rolls at a time (session lock; the other workers skip the cycle)
 ROLLER_LOCK = (7304, 0)
 # minutes are rolled once this old: a beacon arriving later is late (and re-rolled)
-LAG = timedelta(minutes=1)
+LAG = timedelta(seconds=10)
 HOUR = timedelta(hours=1)
 
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from edgestats_core.metrics.rollup_rows import COVERAGE_SQL, Coverage
+from edgestats_core.query import planner
 from metrics_service import minute_rollups, rollups
 from tests import oracle_v1
 from tests.builders import beacon, wire
@@ -90,6 +91,57 @@ def test_sql_historical_answers_like_realtime(api, world: World, layer, case):
     if "TIME_FLOOR" in text:
         assert len(realtime) == 7
     close(historical, realtime, distinct)
+
+
+def _realtime_expected(world: World, keep, by=None) -> list[dict]:
+    """COUNT(*), SUM(ViewingTime), SUM(TotalDownlinkThroughput) and distinct sessions of the
+    world's beacons that `keep` keeps, per `by` (None: one row), computed here."""
+    groups: dict = {}
+    for b in world.beacons:
+        if keep(b["__time"]):
+            groups.setdefault(by(b) if by else None, []).append(b)
+
+    def total(rows, column):
+        values = [r[column] for r in rows if r.get(column) is not None]
+        return sum(values) if values else None
+
+    return [{**({"k": key} if by else {}), "n": len(rows), "vt": total(rows, "ViewingTime"),
+             "t": total(rows, "TotalDownlinkThroughput"),
+             "d": len({r["SessionId"] for r in rows})}
+            for key, rows in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+
+
+KPI = ("SELECT {by}COUNT(*) AS n, SUM(ViewingTime) AS vt, SUM(TotalDownlinkThroughput) AS t,"
+       ' COUNT(DISTINCT SessionId) AS d FROM "sdk-emea-realtime" WHERE CustomerId = \'{c}\''
+       " AND {bounds}{group}")
+
+
+@pytest.mark.parametrize(("low", "op_low", "high", "op_high"), [
+    # inside the minute-rolled hour, edges inside minutes: partial minutes come from raw
+    (timedelta(minutes=7, seconds=13), ">=", timedelta(minutes=52, seconds=41), "<"),
+    # edges on minute boundaries where beacons sit exactly: > and <= are kept exactly
+    (timedelta(minutes=10), ">", timedelta(minutes=30), "<="),
+    # from the published hours into the minute-rolled one
+    (timedelta(hours=-3, minutes=-29, seconds=-35), ">=", timedelta(minutes=20), "<"),
+])
+def test_realtime_sql_on_the_minute_totals_answers_to_the_second(api, world: World, db_url, low,
+                                                                   op_low, high, op_high):
+    start, end = world.partial + low, world.partial + high
+    held = coverage(db_url, world)  # enough of the range for the minute totals to answer
+    assert planner.exact_totals_relation(start, end, held.hours, held.minutes) is not None
+    compare = {">=": lambda t: t >= start, ">": lambda t: t > start,
+               "<": lambda t: t < end, "<=": lambda t: t <= end}
+    bounds = (f"__time {op_low} '{start.isoformat()}' AND __time {op_high} '{end.isoformat()}'")
+    whole = KPI.format(by="", c=world.customer_id, bounds=bounds, group="")
+    expected = _realtime_expected(world, lambda t: compare[op_low](t) and compare[op_high](t))
+    close(rows_of(api, world.key, whole), expected, ("d",))
+    by_source = KPI.format(by="TIME_FLOOR(__time, 'PT15M') AS b, Source AS k, ",
+                           c=world.customer_id, bounds=bounds, group=" GROUP BY 1, 2 ORDER BY 1, 2")
+    got = rows_of(api, world.key, by_source)
+    assert sum(row["n"] for row in got) == expected[0]["n"]
+    assert {row["k"] for row in got} == {b["Source"] for b in world.beacons
+                                         if compare[op_low](b["__time"])
+                                         and compare[op_high](b["__time"])}
 
 
 def test_a_late_beacon_counts_before_the_next_roll(api, world: World, db_url):

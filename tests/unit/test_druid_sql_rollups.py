@@ -179,3 +179,54 @@ def test_hours_read_through_parentheses() -> None:
                          " (__time >= '2026-01-01' AND (__time < '2026-01-01T05:00:00Z'))").rollups
     assert (source.start, source.end) == (datetime(2026, 1, 1, tzinfo=UTC),
                                           datetime(2026, 1, 1, 6, tzinfo=UTC))
+
+
+# --- realtime scans on the minute totals (rollups.plan_realtime) -------------------------
+
+REALTIME_DS = '"sdk-emea-realtime"'
+LAST_HOUR = "CustomerId = 'c1' AND __time >= CURRENT_TIMESTAMP - INTERVAL '1' HOUR"
+REALTIME_FITS = [
+    "SELECT COUNT(*), SUM(ViewingTime), COUNT(DISTINCT SessionId) FROM {ds} WHERE {w}",
+    "SELECT TIME_FLOOR(__time, 'PT5M'), Source, SUM(TotalDownlinkThroughput) FROM {ds}"
+    " WHERE {w} GROUP BY 1, 2",
+    "SELECT AVG(BufferHealth) FILTER (WHERE Source = 'p2p') FROM {ds} WHERE {w}"
+    " AND __time <= CURRENT_TIMESTAMP",
+]
+REALTIME_RAW = [
+    "SELECT MAX(__time), COUNT(*) FROM {ds} WHERE {w}",              # __time to the second
+    "SELECT TIME_FLOOR(__time, 'PT30S'), COUNT(*) FROM {ds} WHERE {w} GROUP BY 1",
+    "SELECT ChannelId, COUNT(*) FROM {ds} WHERE {w} GROUP BY 1",      # not in the totals
+    "SELECT APPROX_QUANTILE_DS(StartingTime, 0.5) FROM {ds} WHERE {w}",  # join time
+    "SELECT COUNT(*) FROM {ds} WHERE CustomerId = 'c1'",             # no lower bound
+    "SELECT COUNT(*) FROM {ds} WHERE {w} AND (__time < CURRENT_TIMESTAMP OR Source = 'p2p')",
+    "SELECT COUNT(*) FROM {ds} WHERE CustomerId = 'c1'"
+    " AND __time >= CURRENT_TIMESTAMP - INTERVAL '40' DAY",          # past the raw retention
+]
+
+
+@pytest.mark.parametrize("query", REALTIME_FITS)
+def test_realtime_scans_read_the_minute_totals_when_the_rollups_hold_them(query: str) -> None:
+    translation = translate(query.format(ds=REALTIME_DS, w=LAST_HOUR))
+    [source] = translation.rollups
+    assert (source.layer, source.start) == ("realtime", NOW - timedelta(hours=1))
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    held = Coverage(frozenset({hour - timedelta(hours=1)}),
+                    frozenset({(hour, NOW.replace(second=0) - timedelta(minutes=1))}))
+    sql = translation.render(held)
+    assert "beacons_minute_totals" in sql and "date_trunc('second'" in sql
+    # nothing rolled up: the query as written, on raw beacons
+    assert translation.render(Coverage()) == translation.fallback
+    assert "beacons_minute_totals" not in translation.fallback
+    assert '"__beacons"' not in translation.fallback  # its aggregates as written
+
+
+@pytest.mark.parametrize("query", REALTIME_RAW)
+def test_realtime_scans_the_totals_cannot_answer_read_raw(query: str) -> None:
+    translation = translate(query.format(ds=REALTIME_DS, w=LAST_HOUR))
+    assert translation.rollups == () and translation.fallback is None
+
+
+def test_exact_distinct_counts_stay_on_raw() -> None:
+    query = REALTIME_FITS[0].format(ds=REALTIME_DS, w=LAST_HOUR)
+    exact = functions.Options(NOW, approximate_count_distinct=False)
+    assert translate(query, exact).rollups == ()

@@ -257,3 +257,19 @@ def test_minute_rows_stop_at_the_last_whole_minute_of_the_range():
     assert planner.unrolled_ranges(start, end, frozenset(), frozenset(
         planner.minute_ranges(start, end, frozenset(), minutes))) == [
         (start + timedelta(minutes=20), start + timedelta(hours=1))]
+
+
+def test_a_short_range_reads_the_totals_once_the_minute_roller_holds_most_of_it():
+    spec = parse({"from_date": "2026-11-25T09:00:00Z", "to_date": "2026-11-25T10:00:00Z",
+                  "granularity": "minute"})
+    hour = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    traffic = V1_METRICS["traffic"]
+    assert planner.choose_layer(spec, NOW, traffic, frozenset()) == "realtime"
+    rolled_to_40 = frozenset({(hour, hour + timedelta(minutes=40))})
+    assert planner.choose_layer(spec, NOW, traffic, frozenset(), rolled_to_40) == (
+        "historical-minute")
+    rolled_to_20 = frozenset({(hour, hour + timedelta(minutes=20))})  # 40 raw minutes of 60
+    assert planner.choose_layer(spec, NOW, traffic, frozenset(), rolled_to_20) == "realtime"
+    filtered = parse({"from_date": "2026-11-25T09:00:00Z", "to_date": "2026-11-25T10:00:00Z",
+                      "granularity": "minute", "channel_id": "ch"})
+    assert planner.choose_layer(filtered, NOW, traffic, frozenset(), rolled_to_40) == "realtime"

@@ -19,6 +19,7 @@ REALTIME_FINEST_COARSE = 1800  # thirty_minute
 REALTIME_SPAN = timedelta(hours=48)
 RAW_RETENTION = timedelta(days=30)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 # below this the range is mostly the not-yet-rolled recent hours: raw beacons answer as fast
 TOTALS_PREFERRED_SPAN = timedelta(hours=6)
 MAX_UNROLLED_HOURS = 3
@@ -51,9 +52,10 @@ def choose_layer(
     """The layer that answers (CONTRACT §4, §6).
 
     Exact distinct counts only come from raw beacons. Otherwise the named layer, else the
-    cheapest that can answer: a query the rollup totals answer (`reads_totals`) over
-    `TOTALS_PREFERRED_SPAN` or more at whole minutes, when the range is `mostly_rolled`,
-    reads them (a few thousand rows a day instead of every beacon); else raw beacons for
+    cheapest that can answer: a query the rollup totals answer (`reads_totals`) at whole
+    minutes, over `TOTALS_PREFERRED_SPAN` or more or over hours the minute roller has
+    reached (`minutes`), when the range is `mostly_rolled`, reads them (a few rows a minute
+    instead of every beacon); else raw beacons for
     what the realtime layer may serve (seconds to thirty minutes, up to 48 h, within its 30
     days); else the hour rollups for hourly or coarser buckets and the minute rollups below.
     """
@@ -64,7 +66,8 @@ def choose_layer(
     seconds = FIXED_SECONDS.get(spec.granularity)
     rollup = "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
     if (metric is not None and reads_totals(spec, metric) and (seconds is None or seconds % 60 == 0)
-            and spec.end - spec.start >= TOTALS_PREFERRED_SPAN and rolled_hours is not None
+            and (spec.end - spec.start >= TOTALS_PREFERRED_SPAN or minutes)
+            and rolled_hours is not None
             and mostly_rolled(spec.start, spec.end, rolled_hours, minutes)):
         return rollup
     realtime = (
@@ -128,12 +131,15 @@ def mostly_rolled(
     start: datetime, end: datetime, rolled_hours: frozenset[datetime],
     minutes: Minutes = frozenset(),
 ) -> bool:
-    """Whether rollups beat raw beacons for [start, end): at most MAX_UNROLLED_HOURS of it
-    (the current hour, the one being rolled up, a partial edge) would be aggregated from raw
-    on the fly, which costs more per beacon than a plain raw query."""
-    unrolled = sum((high - low for low, high in unrolled_ranges(start, end, rolled_hours, minutes)),
-                   timedelta())
-    return unrolled <= MAX_UNROLLED_HOURS * HOUR
+    """Whether rollups beat raw beacons for [start, end): at most MAX_UNROLLED_HOURS of it,
+    and at most half of it, would be aggregated from raw on the fly (the current hour past
+    the minute roller, an hour being rolled up, a partial edge), which costs more per beacon
+    than a plain raw query."""
+    held = frozenset(minute_ranges(start, end, rolled_hours, minutes))
+    raw = sum((min(high, end) - max(low, start)
+               for low, high in unrolled_ranges(start, end, rolled_hours, held)
+               if high > start and low < end), timedelta())
+    return raw <= min(MAX_UNROLLED_HOURS * HOUR, (end - start) / 2)
 
 
 def source_relation(
@@ -194,6 +200,44 @@ def source_relation(
             parts.append(rollup_rows.minute_select(where))
     if not parts:  # an empty range
         parts.append(f"SELECT {columns} FROM {table} WHERE false")
+    return "(" + " UNION ALL ".join(parts) + ") AS rows", params
+
+
+def _merged(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Non-empty ranges sorted and merged where they touch or overlap."""
+    merged: list[tuple[datetime, datetime]] = []
+    for low, high in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def exact_totals_relation(
+    start: datetime, end: datetime, rolled_hours: frozenset[datetime], minutes: Minutes,
+) -> tuple[str, dict] | None:
+    """Totals rows (TOTALS_COLUMNS) holding exactly the beacons of [start, end): the minute
+    totals of the whole minutes in it that the rollups hold (rolled hours, the minute
+    roller's minutes), and per-second rows aggregated from raw beacons for the rest, so
+    that conditions on the exact time still hold on every row. None when the rollups hold
+    too little of the range to beat raw beacons (as `mostly_rolled`). For realtime SQL
+    scans that only read what the totals keep (sql_query_service rollups.plan_realtime)."""
+    first = floor_to(start, 60) + (timedelta() if start == floor_to(start, 60) else MINUTE)
+    last = floor_to(end, 60)
+    held = _merged((max(low, first), min(high, last))
+                   for low, high in [*hour_ranges(rolled_hours), *minutes])
+    edges = [start, *(bound for low_high in held for bound in low_high), end]
+    raw = _merged(zip(edges[::2], edges[1::2], strict=True))  # the gaps between held ranges
+    unrolled = sum((high - low for low, high in raw), timedelta())
+    if not held or unrolled > min(MAX_UNROLLED_HOURS * HOUR, (end - start) / 2):
+        return None
+    params: dict = {}
+    parts = [f"SELECT {rollup_rows.TOTALS_COLUMNS} FROM beacons_minute_totals"
+             f" WHERE customer_id = ANY(%(customers)s) AND ({_spans('held', held, params)})"]
+    if raw:
+        parts.append(rollup_rows.lean_totals_select(
+            f"customer_id = ANY(%(customers)s) AND ({_spans('raw', raw, params)})", "second"))
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
 
 

@@ -49,8 +49,11 @@ class Translation:
     sql: str                       # PostgreSQL, every identifier quoted
     customers: tuple[str, ...]     # what row-level security lets the query see
     # historical scans on the rollups: their relation depends on which hours are rolled up,
-    # read in the query's transaction (`render`)
+    # read in the query's transaction (`render`); realtime ones too
     rollups: tuple[rollups.RollupSource, ...] = ()
+    # with a realtime scan on the rollups: the query on raw beacons as written, which
+    # `render` answers when the rollups hold too little of its range
+    fallback: str | None = None
 
     def hours(self) -> tuple[datetime, datetime] | None:
         """The hours [from, to) whose rollup state `render` needs, or None."""
@@ -63,19 +66,29 @@ class Translation:
         rolled = rolled or Coverage()
         sql = self.sql
         for source in self.rollups:
-            hours = frozenset(h for h in rolled.hours if source.start <= h < source.end)
-            minutes = frozenset(m for m in rolled.minutes if source.start <= m[0] < source.end)
-            relation = rollups.relation_sql(source.layer, source.tier, source.start,
-                                            source.end, self.customers, hours, source.totals,
-                                            minutes)
+            low = source.start.replace(minute=0, second=0, microsecond=0)
+            hours = frozenset(h for h in rolled.hours if low <= h < source.end)
+            minutes = frozenset(m for m in rolled.minutes if low <= m[0] < source.end)
+            if source.layer == "realtime":
+                relation = rollups.realtime_relation_sql(source.tier, source.start, source.end,
+                                                         self.customers, hours, minutes)
+                if relation is None:  # the rollups hold too little: raw beacons as written
+                    assert self.fallback is not None
+                    return self.fallback
+            else:
+                relation = rollups.relation_sql(source.layer, source.tier, source.start,
+                                                source.end, self.customers, hours,
+                                                source.totals, minutes)
             sql = sql.replace(f'"{source.name}"', f"({relation})")
         return sql
 
 
 def translate(
-    text: str, principal: Principal, options: functions.Options, params: list | None = None
+    text: str, principal: Principal, options: functions.Options, params: list | None = None,
+    realtime_rollups: bool = True,
 ) -> Translation:
-    """Parse, check every rule, and rewrite; raises SqlError (400) or Forbidden (403)."""
+    """Parse, check every rule, and rewrite; raises SqlError (400) or Forbidden (403).
+    `realtime_rollups`: realtime scans may read the minute totals (rollups.plan_realtime)."""
     tree = parsing.parse(text)
     statements.check(tree)
     parameters.bind(tree, params or [])
@@ -92,8 +105,12 @@ def translate(
     for index, scan in enumerate(found):
         if scan.source.historical:
             source = rollups.plan(scan, principal.tier, options, f"{token}_{index}")
-            if source is not None:
-                on_rollups[index] = source
+        elif realtime_rollups:
+            source = rollups.plan_realtime(scan, principal.tier, options, f"{token}_{index}")
+        else:
+            source = None
+        if source is not None:
+            on_rollups[index] = source
     nodes = list(tree.walk(bfs=False))
     # Datasources become a per-translation random name, swapped for their pre-rendered
     # SELECT after rendering: copying and rendering ~50 columns per scan cost milliseconds.
@@ -118,5 +135,8 @@ def translate(
         raise SqlError(f"Unsupported query construct: {type(error).__name__}") from None
     for name, source in sources.items():
         sql = sql.replace(f'"{name}"', f"({source})")
+    fallback = None
+    if any(source.layer == "realtime" for source in on_rollups.values()):
+        fallback = translate(text, principal, options, params, realtime_rollups=False).sql
     return Translation(sql, customer_filter.allowed_customers(principal),
-                       tuple(on_rollups.values()))
+                       tuple(on_rollups.values()), fallback)

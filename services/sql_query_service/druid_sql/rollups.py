@@ -533,3 +533,108 @@ def plan(scan: Scan, tier: str, options: Options, name: str) -> RollupSource | N
     apply(fit.replacements)
     low, high = hours(start, end, options.now)
     return RollupSource(name, scan.source.layer, tier, low, high, fit.totals)
+
+
+# --- realtime scans on the rollups (issue #8) ---------------------------------------------
+# A realtime scan reads raw beacons, to the second. When it only needs what the minute
+# totals keep — it fits them (`rewrite_plan`, Source the only dimension, no join time), it
+# has a lower `__time` bound within the raw retention, and reads `__time` only in those
+# bounds or through TIME_FLOOR by whole minutes — the whole minutes of its range that the
+# rollups hold come from the minute totals and the rest from raw beacons at the second
+# (planner.exact_totals_relation): the same answer, from a few rows a minute instead of
+# every beacon. When the rollups hold too little of the range the query runs on raw
+# beacons as written (Translation.fallback).
+
+_RANGE = (exp.GTE, exp.GT, exp.LT, exp.LTE)
+_FLIPPED = {exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE}
+_TICK = timedelta(microseconds=1)
+
+
+def _time_floor_by_minutes(node: exp.Expression) -> bool:
+    """TIME_FLOOR(__time, period) with a period of whole minutes (or calendar units)."""
+    if not (isinstance(node, exp.Anonymous) and node.name.upper() == "TIME_FLOOR"
+            and len(node.expressions) == 2 and isinstance(node.expressions[1], exp.Literal)):
+        return False
+    try:
+        unit, seconds = time_formats.period(node.expressions[1].this)
+    except SqlError:
+        return False
+    return unit != "seconds" or seconds % 60 == 0
+
+
+def exact_bounds(scan: Scan, now: datetime) -> tuple[datetime, datetime | None]:
+    """[start, end) of the scan's top-level `__time` range conditions (end None: open);
+    NoFit when it has no lower bound or reads `__time` any other way than in those
+    conditions or through TIME_FLOOR by whole minutes."""
+    select = scan.scope.expression
+    if not isinstance(select, exp.Select):
+        raise NoFit("not a SELECT")
+    where = select.args.get("where")
+    start: datetime | None = None
+    end: datetime | None = None
+    allowed: set[int] = set()
+
+    def bound(column: exp.Expression, op: type, value: exp.Expression) -> None:
+        nonlocal start, end
+        moment = _instant(value, now)
+        if moment is None:
+            return
+        allowed.add(id(column))
+        if op in (exp.GT, exp.GTE):  # > t: from the next instant on
+            moment += _TICK if op is exp.GT else timedelta()
+            start = moment if start is None else max(start, moment)
+        else:  # <= t: up to the next instant
+            moment += _TICK if op is exp.LTE else timedelta()
+            end = moment if end is None else min(end, moment)
+
+    for predicate in _conjuncts(where.this) if where else []:
+        if isinstance(predicate, exp.Between) and _is_time(predicate.this, scan):
+            bound(predicate.this, exp.GTE, predicate.args["low"])
+            bound(predicate.this, exp.LTE, predicate.args["high"])
+        elif isinstance(predicate, _RANGE) and _is_time(predicate.this, scan):
+            bound(predicate.this, type(predicate), predicate.expression)
+        elif isinstance(predicate, _RANGE) and _is_time(predicate.expression, scan):
+            bound(predicate.expression, _FLIPPED[type(predicate)], predicate.this)
+    for column in (n for n in _own_nodes(select) if _is_time(n, scan)):
+        if id(column) not in allowed and not _time_floor_by_minutes(column.parent):
+            raise NoFit("__time is read to the second")
+    if start is None:
+        raise NoFit("no lower __time bound")
+    return start, end
+
+
+def plan_realtime(scan: Scan, tier: str, options: Options, name: str) -> RollupSource | None:
+    """The RollupSource of a realtime scan the minute totals can answer exactly (its SELECT
+    rewritten in place), or None: it reads raw beacons as written."""
+    try:
+        start, end = exact_bounds(scan, options.now)
+        fit = rewrite_plan(scan, options.approximate_count_distinct)
+    except NoFit:
+        return None
+    reads_join_time = any(c.name == DIGESTS["StartingTime"]
+                          for _, new in fit.replacements for c in new.find_all(exp.Column))
+    if not fit.totals or reads_join_time or start < options.now - RAW_RETENTION:
+        return None
+    latest = options.now + FUTURE
+    end = latest if end is None else min(end, latest)
+    if end <= start:
+        return None
+    apply(fit.replacements)
+    return RollupSource(name, "realtime", tier, start, end, True)
+
+
+@functools.lru_cache(maxsize=512)
+def realtime_relation_sql(
+    tier: str, start: datetime, end: datetime, customers: tuple[str, ...],
+    rolled_hours: frozenset[datetime], minutes: planner.Minutes,
+) -> str | None:
+    """The SELECT a realtime scan on the rollups reads (planner.exact_totals_relation,
+    parameters bound as literals, Druid column names), or None: raw beacons answer."""
+    found = planner.exact_totals_relation(start, end, rolled_hours, minutes)
+    if found is None:
+        return None
+    relation, params = found
+    params = {**params, "customers": list(customers)}
+    bound = _PARAMETER.sub(
+        lambda m: "%" if m.group(0) == "%%" else _literal(params[m.group(1)]), relation)
+    return f"SELECT {_projection('historical-minute', tier, True)} FROM {bound}"

@@ -216,13 +216,17 @@ def _merged(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime,
 
 def exact_totals_relation(
     start: datetime, end: datetime, rolled_hours: frozenset[datetime], minutes: Minutes,
+    columns: tuple[str, ...] | None = None,
 ) -> tuple[str, dict] | None:
-    """Totals rows (TOTALS_COLUMNS) holding exactly the beacons of [start, end): the minute
-    totals of the whole minutes in it that the rollups hold (rolled hours, the minute
-    roller's minutes), and per-second rows aggregated from raw beacons for the rest, so
-    that conditions on the exact time still hold on every row. None when the rollups hold
-    too little of the range to beat raw beacons (as `mostly_rolled`). For realtime SQL
-    scans that only read what the totals keep (sql_query_service rollups.plan_realtime)."""
+    """Totals rows (customer_id, "time", source and `columns`, default every aggregate
+    column of TOTALS_COLUMNS) holding exactly the beacons of [start, end): the minute totals
+    of the whole minutes in it that the rollups hold (rolled hours, the minute roller's
+    minutes), and rows aggregated from raw beacons per minute for the rest, timed at the
+    minute or at `start` when later, so that conditions on the exact time hold on every row
+    as on its beacons, and TIME_FLOOR by whole minutes puts them in their beacons' bucket.
+    None when the rollups hold too little of the range to beat raw beacons (as
+    `mostly_rolled`). For realtime SQL scans that only read what the totals keep
+    (sql_query_service rollups.plan_realtime)."""
     first = floor_to(start, 60) + (timedelta() if start == floor_to(start, 60) else MINUTE)
     last = floor_to(end, 60)
     held = _merged((max(low, first), min(high, last))
@@ -232,12 +236,14 @@ def exact_totals_relation(
     unrolled = sum((high - low for low, high in raw), timedelta())
     if not held or unrolled > min(MAX_UNROLLED_HOURS * HOUR, (end - start) / 2):
         return None
-    params: dict = {}
-    parts = [f"SELECT {rollup_rows.TOTALS_COLUMNS} FROM beacons_minute_totals"
+    names = columns if columns is not None else tuple(rollup_rows.LEAN_AGGREGATES)
+    params: dict = {"exact_start": start}
+    parts = [f'SELECT customer_id, "time", source, {", ".join(names)} FROM beacons_minute_totals'
              f" WHERE customer_id = ANY(%(customers)s) AND ({_spans('held', held, params)})"]
     if raw:
         parts.append(rollup_rows.lean_totals_select(
-            f"customer_id = ANY(%(customers)s) AND ({_spans('raw', raw, params)})", "second"))
+            f"customer_id = ANY(%(customers)s) AND ({_spans('raw', raw, params)})", "minute",
+            names, "greatest(bucket, %(exact_start)s)"))
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
 
 

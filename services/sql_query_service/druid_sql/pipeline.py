@@ -71,7 +71,8 @@ class Translation:
             minutes = frozenset(m for m in rolled.minutes if low <= m[0] < source.end)
             if source.layer == "realtime":
                 relation = rollups.realtime_relation_sql(source.tier, source.start, source.end,
-                                                         self.customers, hours, minutes)
+                                                         self.customers, hours, minutes,
+                                                         source.columns or ())
                 if relation is None:  # the rollups hold too little: raw beacons as written
                     assert self.fallback is not None
                     return self.fallback

@@ -500,6 +500,8 @@ class RollupSource:
     start: datetime
     end: datetime
     totals: bool = False
+    # a realtime scan's aggregate columns of the totals (rollup_rows.LEAN_AGGREGATES names)
+    columns: tuple[str, ...] | None = None
 
 
 def check_raw_fallback(scan: Scan, why: str, start: datetime | None, now: datetime,
@@ -620,21 +622,38 @@ def plan_realtime(scan: Scan, tier: str, options: Options, name: str) -> RollupS
     if end <= start:
         return None
     apply(fit.replacements)
-    return RollupSource(name, "realtime", tier, start, end, True)
+    read = {c.name for c in _own_nodes(scan.scope.expression) if isinstance(c, exp.Column)}
+    columns = tuple(pg for alias, pg in _aggregate_aliases(tier).items() if alias in read)
+    return RollupSource(name, "realtime", tier, start, end, True, columns)
+
+
+def _aggregate_aliases(tier: str) -> dict[str, str]:
+    """Druid-side name → totals column of what a realtime scan on the totals may read
+    (as `_projection` names them)."""
+    aliases = {"__beacons": "beacons", "__sessions": "sessions",
+               "__downlink_speed": "downlink_speed"}
+    for m in MEASURES:
+        if tier == "advanced" or m.tier == "lite":
+            aliases |= {f"__{p}_{m.druid}": f"{p}_{m.name}" for p in ("sum", "count", "min", "max")}
+    return aliases
 
 
 @functools.lru_cache(maxsize=512)
 def realtime_relation_sql(
     tier: str, start: datetime, end: datetime, customers: tuple[str, ...],
-    rolled_hours: frozenset[datetime], minutes: planner.Minutes,
+    rolled_hours: frozenset[datetime], minutes: planner.Minutes, columns: tuple[str, ...],
 ) -> str | None:
-    """The SELECT a realtime scan on the rollups reads (planner.exact_totals_relation,
-    parameters bound as literals, Druid column names), or None: raw beacons answer."""
-    found = planner.exact_totals_relation(start, end, rolled_hours, minutes)
+    """The SELECT a realtime scan on the rollups reads (planner.exact_totals_relation with
+    only the aggregate `columns` it reads, parameters bound as literals, Druid column
+    names), or None: raw beacons answer."""
+    found = planner.exact_totals_relation(start, end, rolled_hours, minutes, columns)
     if found is None:
         return None
     relation, params = found
     params = {**params, "customers": list(customers)}
     bound = _PARAMETER.sub(
         lambda m: "%" if m.group(0) == "%%" else _literal(params[m.group(1)]), relation)
-    return f"SELECT {_projection('historical-minute', tier, True)} FROM {bound}"
+    names = {pg: alias for alias, pg in _aggregate_aliases(tier).items()}
+    projection = ['customer_id AS "CustomerId"', '"time" AS "__time"', 'source AS "Source"',
+                  *(f'{pg} AS "{names[pg]}"' for pg in columns)]
+    return f"SELECT {', '.join(projection)} FROM {bound}"

@@ -246,6 +246,22 @@ def stored(url: str) -> int:
                             ).fetchone()[0]
 
 
+def gateway_table(access_log: Path) -> str:
+    """Per upstream cluster and status, the gateway's own durations (Envoy's access log:
+    first request byte to last answer byte), which a load generator's backlog cannot
+    inflate."""
+    times: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for line in access_log.read_text().splitlines() if access_log.exists() else []:
+        entry = orjson.loads(line)
+        times[(str(entry["cluster"]), int(entry["status"]))].append(float(entry["ms"]))
+    lines = ["== at the gateway (Envoy access log)"]
+    for (cluster, status), values in sorted(times.items()):
+        values.sort()
+        lines.append(f"  {cluster:<20} {status:>3}: {len(values):>7,}  p50"
+                     f" {percentile(values, 50):8.1f} ms  p99 {percentile(values, 99):8.1f} ms")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> None:
     admin, url = fresh_database(SOAK_DB)
     try:
@@ -265,7 +281,9 @@ def run(args: argparse.Namespace) -> None:
             record = asyncio.run(drive(args, stack.http_url, ingest_keys, query_keys,
                                        stack.processes))
             elapsed = time.perf_counter() - started
+            gateway = gateway_table(stack.access_log)
         print(record.table(f"== totals over {elapsed:.0f} s"))
+        print(gateway)
         statuses = {status for _, status in record.samples}
         unexpected = statuses - {200, 429, 503}
         kept = stored(url)

@@ -116,11 +116,13 @@ def _cluster(name: str, ports: list[int], per_process: int) -> str:
 def render(
     *, host: str, port: int, admin_port: int, service_ports: dict[str, list[int]],
     descriptor: Path, openapi_json: Path, services: tuple[ServiceSpec, ...] = SERVICES,
-    max_concurrent_rpcs: int = 16,
+    max_concurrent_rpcs: int = 16, access_log: Path = Path("/dev/null"),
 ) -> str:
-    """envoy.yaml for the given ports; `service_ports` maps each cluster to its processes."""
+    """envoy.yaml for the given ports; `service_ports` maps each cluster to its processes;
+    one JSON line per request goes to `access_log`."""
     template = Template((GATEWAY_DIR / "envoy.yaml").read_text())
     return template.substitute(
+        access_log=str(access_log),
         host=host,
         port=port,
         admin_port=admin_port,

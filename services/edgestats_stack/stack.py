@@ -28,6 +28,7 @@ class Stack:
     http_url: str
     grpc_target: str
     processes: list[Process] = field(default_factory=list)
+    access_log: Path = Path("/dev/null")  # Envoy's, one JSON line per request
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -60,7 +61,8 @@ def start_stack(
     admin_port, http_port = free_port(), port or free_port()
     workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
     service_ports = {spec.cluster: [free_port() for _ in range(workers)] for spec in SERVICES}
-    stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}")
+    stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}",
+                  access_log=run_dir / "logs" / "envoy-access.log")
     try:
         started = []
         for spec in SERVICES:
@@ -79,7 +81,7 @@ def start_stack(
         config = run_dir / "envoy.yaml"
         max_rpcs = int({**os.environ, **(env or {})}.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16"))
         config.write_text(gateway.render(
-            max_concurrent_rpcs=max_rpcs,
+            max_concurrent_rpcs=max_rpcs, access_log=stack.access_log,
             host=host, port=http_port, admin_port=admin_port, service_ports=service_ports,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))

@@ -20,12 +20,14 @@ _COPY = sql.SQL("COPY beacons_in ({}) FROM STDIN").format(_COLUMN_LIST)
 # minute layer (before rollup_progress.fenced_to) mark that minute late, in the same
 # transaction: queries then read them from raw until they are re-rolled. Returns the number
 # of new beacons.
-# Before the merge (so that its snapshot sees a minute roll's fence): hold each hour of the
-# batch shared, which a minute roll takes exclusively to wait for the ingests in flight.
+# Before the merge (so that its snapshot sees a minute roll's fence): hold each recent hour
+# of the batch shared, which a minute roll takes exclusively to wait for the ingests in
+# flight. The roller only works on the current and the previous hour: older beacons need
+# no lock (a batch of history takes a handful of locks, not one per hour).
 _HOLD_HOURS = sql.SQL(
     "SELECT pg_advisory_xact_lock_shared({ns}, h) FROM (SELECT DISTINCT"
-    " (extract(epoch FROM date_trunc('hour', \"time\")) / 3600)::int AS h"
-    " FROM beacons_in ORDER BY 1) hours"
+    " (extract(epoch FROM date_trunc('hour', \"time\")) / 3600)::int AS h FROM beacons_in"
+    " WHERE \"time\" >= date_trunc('hour', now()) - interval '2 hours' ORDER BY 1) hours"
 ).format(ns=sql.Literal(FENCE_NAMESPACE))
 _MERGE = sql.SQL("""
 WITH new AS (
@@ -39,7 +41,7 @@ WITH new AS (
 ), late AS (
     INSERT INTO rollup_late_minutes (minute)
     SELECT DISTINCT date_trunc('minute', new."time") FROM new JOIN rollup_progress p
-        ON new."time" >= p.hour AND new."time" < p.fenced_to
+        ON p.hour = date_trunc('hour', new."time") AND new."time" < p.fenced_to
     ON CONFLICT DO NOTHING
 )
 SELECT count(*) FROM new

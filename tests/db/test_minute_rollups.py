@@ -97,7 +97,10 @@ def test_a_roll_waits_for_the_ingest_in_flight(db_url):
         with cur.copy(beacon_store._COPY) as copy:
             for row in rows:
                 copy.write_row(row)
-        cur.execute(beacon_store._HOLD_HOURS)
+        # what _HOLD_HOURS takes for a recent hour (the roller only rolls those; this hour
+        # is old so that no other test's hours are rolled)
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)",
+                    (minute_rollups.FENCE_NAMESPACE, rollups.hour_key(hour)))
         cur.execute(beacon_store._MERGE)
         roller = threading.Thread(target=lambda: done.extend(roll(db_url, hour + HOUR)))
         roller.start()
@@ -115,3 +118,24 @@ def test_the_roller_runs_only_on_the_real_clock(db_url):
     off = Settings(db_url, minute_rollup_seconds=0)
     for settings in (frozen, off):  # returns at once instead of looping
         asyncio.run(asyncio.wait_for(minute_rollups.roll_minutes_forever(settings), 1))
+
+
+def test_ingest_holds_only_the_recent_hours_of_its_batch(db_url):
+    """The current and the two hours before (the roller's): one shared lock each; older
+    beacons none (a batch of history takes no lock per hour)."""
+    now = datetime.now(UTC)
+    times = [now, now - HOUR, now - timedelta(days=3), now - timedelta(days=3, hours=1)]
+    rows = [validate(b, "c-locks", now) for b in make_beacons("c-locks", now - HOUR, 1, 1, 3)]
+    rows = [(at, *row[1:]) for at, row in zip(times, rows, strict=False)]
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(beacon_store._STAGE)
+        with cur.copy(beacon_store._COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(beacon_store._HOLD_HOURS)
+        held = {row[0] for row in cur.execute(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            " AND classid = %s AND mode = 'ShareLock'", (minute_rollups.FENCE_NAMESPACE,))}
+        conn.rollback()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    assert held == {rollups.hour_key(hour), rollups.hour_key(hour - HOUR)}

@@ -191,6 +191,7 @@ REALTIME_FITS = [
     " WHERE {w} GROUP BY 1, 2",
     "SELECT AVG(BufferHealth) FILTER (WHERE Source = 'p2p') FROM {ds} WHERE {w}"
     " AND __time <= CURRENT_TIMESTAMP",
+    "SELECT COUNT(DISTINCT Source) FROM {ds} WHERE {w}",  # no aggregate column read
 ]
 REALTIME_RAW = [
     "SELECT MAX(__time), COUNT(*) FROM {ds} WHERE {w}",              # __time to the second

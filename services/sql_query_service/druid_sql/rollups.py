@@ -542,7 +542,8 @@ def plan(scan: Scan, tier: str, options: Options, name: str) -> RollupSource | N
 # totals keep — it fits them (`rewrite_plan`, Source the only dimension, no join time), it
 # has a lower `__time` bound within the raw retention, and reads `__time` only in those
 # bounds or through TIME_FLOOR by whole minutes — the whole minutes of its range that the
-# rollups hold come from the minute totals and the rest from raw beacons at the second
+# rollups hold come from the minute totals and the rest from raw beacons, aggregated per
+# minute and timed so that every time condition holds as on the beacons
 # (planner.exact_totals_relation): the same answer, from a few rows a minute instead of
 # every beacon. When the rollups hold too little of the range the query runs on raw
 # beacons as written (Translation.fallback).
@@ -623,7 +624,9 @@ def plan_realtime(scan: Scan, tier: str, options: Options, name: str) -> RollupS
         return None
     apply(fit.replacements)
     read = {c.name for c in _own_nodes(scan.scope.expression) if isinstance(c, exp.Column)}
+    # at least one (a query of dimensions only still needs a row per minute and source)
     columns = tuple(pg for alias, pg in _aggregate_aliases(tier).items() if alias in read)
+    columns = columns or ("beacons",)
     return RollupSource(name, "realtime", tier, start, end, True, columns)
 
 

@@ -5,6 +5,7 @@ supersedes it all."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,8 @@ import pytest
 
 from edgestats_core.config import Settings
 from edgestats_core.metrics.rollup_rows import COVERAGE_SQL, Coverage
+from edgestats_stack import postgres
+from edgestats_stack.stack import REPO, prepare_database
 from metrics_service import beacon_store, minute_rollups, rollups
 from metrics_service.beacon_validation import validate
 from tests.db.test_rollups import assert_rows_equal, expected_rows, make_beacons, minute_rows, store
@@ -111,6 +114,47 @@ def test_a_roll_waits_for_the_ingest_in_flight(db_url):
     assert not roller.is_alive() and [r.hour for r in done] == [hour]
     assert_rows_equal(minute_rows(db_url, customer_id, "beacons_minute"),
                       expected_rows(beacons, 60))
+
+
+@pytest.fixture
+def own_database_url():
+    """A migrated database of this test's own: the roller rolls every customer's current
+    hour, which must not change what other tests read. Skipped on an external DATABASE_URL."""
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("needs the local cluster to create a database")
+    port = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
+    admin = postgres.ensure_cluster(REPO / ".run", port)
+    name = f"edgestats_roller_{uuid.uuid4().hex[:8]}"
+    url = postgres.create_database(admin, name)
+    prepare_database(url)
+    yield url
+    postgres.drop_database(admin, name)
+
+
+def test_the_roller_loop_follows_the_real_clock(own_database_url):
+    """The loop the metrics service runs (real clock, a short period): the current minutes
+    of a customer's beacons reach the minute totals by themselves."""
+    url = own_database_url
+    now = datetime.now(UTC)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = [b for b in make_beacons(customer_id, now - 10 * MINUTE, 1, sessions=6, seed=25)
+               if b["__time"] < now - 2 * MINUTE]
+    store(url, customer_id, beacons, now)
+    target = (now - minute_rollups.LAG).replace(second=0, microsecond=0)
+
+    async def roll_until_done() -> None:
+        loop = asyncio.create_task(minute_rollups.roll_minutes_forever(
+            Settings(url, minute_rollup_seconds=0.05)))
+        try:
+            while not any(to >= target for _, to in coverage_of(url, target - HOUR).minutes
+                          | coverage_of(url, target).minutes):
+                await asyncio.sleep(0.05)
+        finally:
+            loop.cancel()
+
+    asyncio.run(asyncio.wait_for(roll_until_done(), 30))
+    assert_rows_equal(minute_rows(url, customer_id, "beacons_minute_totals"),
+                      expected_rows(before(beacons, target), 60))
 
 
 def test_the_roller_runs_only_on_the_real_clock(db_url):

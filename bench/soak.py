@@ -10,17 +10,19 @@ starts on free ports. Load is open-loop: requests are sent on a fixed schedule w
 answers take, so an overloaded server cannot slow the offered load down (closed-loop
 clients would hide overload). `--load` multiplies every rate. Traffic:
 
-- ingest: `--ingest-rate` JSON batches/s of `--batch` demo beacons, new sessions each batch,
-  spread over `--keys` keys of demo-sports (default 3 × 1,000 and 15 queries/s: the mixed
-  load this 2-core machine sustains with every answer 200, docs/performance.md);
-- queries: `--query-rate` requests/s over `--keys` other keys, a dashboard mix of
-  `/summary?time=live`, `/stats/throughput/agg?time=10m`, v1 `audience` 24 h at `hour`,
-  v1 `traffic` 1 h at `minute`, and a SQL KPI over the last hour.
+- ingest: `--ingest-rate` JSON batches/s of `--batch` beacons of a live audience of
+  demo-sports (`Batches`: each of rate × 5 × batch sessions reports once per 5 s, with the
+  current time), spread over `--keys` keys (default 3 × 1,000/s: 15,000 viewers);
+- queries: `--query-rate` requests/s (default 15) over `--keys` other keys, a dashboard mix
+  whose windows move with the clock: `/summary?time=live`, `/stats/throughput/agg?time=10m`,
+  v1 `audience` 24 h at `hour`, v1 `traffic` 1 h at `minute`, and a SQL KPI over the last
+  hour (docs/reliability.md has the figures).
 
 Printed: per class and status, counts and p50/p99 latency, every minute and at the end;
-the services' and Envoy's RSS at start, maximum and end; and whether the stored beacons
-equal the beacons the service accepted (0 lost, 0 doubled). Overload passes when every
-answer is 2xx, 429 or 503, refusals are fast, and RSS stays bounded.
+the gateway's own durations per cluster and status (Envoy's access log); the services' and
+Envoy's RSS at start, maximum and end; and whether the stored beacons equal the beacons the
+service accepted (0 lost, 0 doubled). Overload passes when every answer is 2xx, 429 or
+503, refusals are fast, and RSS stays bounded.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ def exact_totals_relation(
     if raw:
         parts.append(rollup_rows.lean_totals_select(
             f"customer_id = ANY(%(customers)s) AND ({_spans('raw', raw, params)})", "minute",
-            names, "greatest(bucket, %(exact_start)s)"))
+            names, "%(exact_start)s"))
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
 
 

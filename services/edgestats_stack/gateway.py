@@ -117,12 +117,14 @@ def render(
     *, host: str, port: int, admin_port: int, service_ports: dict[str, list[int]],
     descriptor: Path, openapi_json: Path, services: tuple[ServiceSpec, ...] = SERVICES,
     max_concurrent_rpcs: int = 16, access_log: Path = Path("/dev/null"),
+    max_heap_mb: int = 1024,
 ) -> str:
     """envoy.yaml for the given ports; `service_ports` maps each cluster to its processes;
-    one JSON line per request goes to `access_log`."""
+    one JSON line per request goes to `access_log`; Envoy's heap budget is `max_heap_mb`."""
     template = Template((GATEWAY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         access_log=str(access_log),
+        max_heap_bytes=max_heap_mb * 1024 * 1024,
         host=host,
         port=port,
         admin_port=admin_port,

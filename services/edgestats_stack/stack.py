@@ -79,9 +79,11 @@ def start_stack(
         for service_port, process in started:
             wait_grpc_healthy(service_port, process)
         config = run_dir / "envoy.yaml"
-        max_rpcs = int({**os.environ, **(env or {})}.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16"))
+        settings = {**os.environ, **(env or {})}
         config.write_text(gateway.render(
-            max_concurrent_rpcs=max_rpcs, access_log=stack.access_log,
+            max_concurrent_rpcs=int(settings.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16")),
+            max_heap_mb=int(settings.get("EDGESTATS_GATEWAY_MAX_HEAP_MB", "1024")),
+            access_log=stack.access_log,
             host=host, port=http_port, admin_port=admin_port, service_ports=service_ports,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
         ))

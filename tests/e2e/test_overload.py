@@ -56,3 +56,20 @@ def test_the_excess_gets_503_at_once_and_service_resumes(narrow_api, tenants, fr
         assert headers["retry-after"] == "1" and seconds < 1.5
     # nothing is stuck: once the slow ones are done, calls are served again
     assert narrow_api.get("/summary/agg", key, time="1h").status_code == 200
+
+
+def test_envoy_past_its_heap_budget_refuses_with_the_documented_503(db_url, frozen_now,
+                                                                     tmp_path_factory):
+    """The overload manager bounds Envoy's memory: with a budget its heap already exceeds,
+    every request is refused at once, 503 with the documented body and Retry-After."""
+    env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(), "EDGESTATS_GATEWAY_MAX_HEAP_MB": "1"}
+    stack = start_stack(Path(tmp_path_factory.mktemp("tight")), db_url, env=env, workers=1)
+    try:
+        with Api(stack.http_url) as api:
+            time.sleep(0.5)  # the overload manager samples the heap every 0.25 s
+            response = api.http.get("/ping")
+            assert response.status_code == 503
+            assert response.json() == {"detail": "Service Unavailable"}
+            assert response.headers["retry-after"] == "1"
+    finally:
+        stack.stop()

@@ -232,27 +232,39 @@ async def stat_points(
             return []
         query = narrowed
     where, params = _scope(query)
-    params |= {"resolution": f"{query.window.resolution_seconds} seconds",
-               "bucket_seconds": query.window.resolution_seconds}
-    bucket = "date_bin(%(resolution)s::interval, \"time\", timestamptz 'epoch')"
-    key = metric.response_key(query.source)
     if metric.group_column:
-        sql = (
-            f"SELECT bucket, coalesce(json_object_agg(k, n ORDER BY k COLLATE \"C\")"
-            f" FILTER (WHERE k IS NOT NULL), '{{}}')"
-            f" AS value FROM (SELECT bucket, k, count(*) AS n FROM (SELECT DISTINCT"
-            f" {bucket} AS bucket, nullif({metric.group_column}, '') AS k, session_id"
-            f" FROM beacons WHERE {where}) sessions GROUP BY 1, 2) g"
-            " GROUP BY bucket ORDER BY bucket"
-        )
+        sql = _by_group_sql(
+            f"SELECT bucket, k, count(*) AS n FROM (SELECT DISTINCT {_BUCKET} AS bucket,"
+            f" nullif({metric.group_column}, '') AS k, session_id FROM beacons WHERE {where})"
+            " sessions GROUP BY 1, 2")
     else:
-        sql = (
-            f"SELECT {bucket} AS bucket, {metric.expression(query.source)} AS value"
-            f" FROM beacons WHERE {where} GROUP BY 1 ORDER BY 1"
-        )
-    rows = await db.fetch(sql, params)
-    points = [{"datetime": epoch_ms(r["bucket"]), key: number(r["value"])} for r in rows]
+        sql = (f"SELECT {_BUCKET} AS bucket, {metric.expression(query.source)} AS value"
+               f" FROM beacons WHERE {where} GROUP BY 1 ORDER BY 1")
+    points = await _fetch_points(db, sql, params, query, metric)
     return points[-1:] if last else points
+
+
+# the series bucket of a row: its `"time"` binned at the window's resolution
+_BUCKET = "date_bin(%(resolution)s::interval, \"time\", timestamptz 'epoch')"
+
+
+def _by_group_sql(rows: str) -> str:
+    """Per bucket, the JSON object of each group key k to its n, from `rows` (bucket, k, n);
+    null keys are left out, keys in byte order."""
+    return (f"SELECT bucket, coalesce(json_object_agg(k, n ORDER BY k COLLATE \"C\")"
+            f" FILTER (WHERE k IS NOT NULL), '{{}}') AS value FROM ({rows}) g"
+            " GROUP BY bucket ORDER BY bucket")
+
+
+async def _fetch_points(
+    db: Database, sql: str, params: dict, query: LegacyQuery, metric: StatMetric
+) -> list[dict]:
+    """Run a series query (rows: bucket, value) and shape its points."""
+    seconds = query.window.resolution_seconds
+    rows = await db.fetch(sql, {**params, "resolution": f"{seconds} seconds",
+                                "bucket_seconds": seconds})
+    key = metric.response_key(query.source)
+    return [{"datetime": epoch_ms(r["bucket"]), key: number(r["value"])} for r in rows]
 
 
 def _series_layer(query: LegacyQuery) -> str:
@@ -270,21 +282,13 @@ async def _rollup_points(
     if rolled is None:
         return None
     source, params = rolled
-    params |= {"resolution": f"{query.window.resolution_seconds} seconds",
-               "bucket_seconds": query.window.resolution_seconds}
-    bucket = "date_bin(%(resolution)s::interval, \"time\", timestamptz 'epoch')"
     assert metric.rollup_expression is not None
     expression = metric.rollup_expression(query.source)
     if metric.group_column:
-        sql = (
-            f"SELECT bucket, coalesce(json_object_agg(k, n ORDER BY k COLLATE \"C\")"
-            f" FILTER (WHERE k IS NOT NULL), '{{}}') AS value FROM (SELECT {bucket} AS bucket,"
-            f" nullif({metric.group_column}, '') AS k, {expression} AS n FROM {source}"
-            " GROUP BY 1, 2) g GROUP BY bucket ORDER BY bucket"
-        )
+        sql = _by_group_sql(
+            f"SELECT {_BUCKET} AS bucket, nullif({metric.group_column}, '') AS k,"
+            f" {expression} AS n FROM {source} GROUP BY 1, 2")
     else:
-        sql = (f"SELECT {bucket} AS bucket, {expression} AS value FROM {source}"
+        sql = (f"SELECT {_BUCKET} AS bucket, {expression} AS value FROM {source}"
                " GROUP BY 1 ORDER BY 1")
-    rows = await db.fetch(sql, params)
-    key = metric.response_key(query.source)
-    return [{"datetime": epoch_ms(r["bucket"]), key: number(r["value"])} for r in rows]
+    return await _fetch_points(db, sql, params, query, metric)

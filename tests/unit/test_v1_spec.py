@@ -273,3 +273,23 @@ def test_a_short_range_reads_the_totals_once_the_minute_roller_holds_most_of_it(
     filtered = parse({"from_date": "2026-11-25T09:00:00Z", "to_date": "2026-11-25T10:00:00Z",
                       "granularity": "minute", "channel_id": "ch"})
     assert planner.choose_layer(filtered, NOW, traffic, frozenset(), rolled_to_40) == "realtime"
+
+
+@pytest.mark.parametrize(("body", "layer"), [
+    # buckets coarser than a minute within the raw retention: one value per session and
+    # bucket, from raw beacons, however much is rolled up (issue #13)
+    ({**DAY, "granularity": "hour"}, "realtime"),
+    ({**DAY, "granularity": "day", "from_date": "2026-10-30T00:00:00Z"}, "realtime"),
+    ({**DAY, "granularity": "fifteen_minute"}, "realtime"),
+    # minute buckets: the minute sketches hold one value per session and minute (exact)
+    ({**DAY, "granularity": "minute"}, "historical-minute"),
+    # older than the raw retention, or a layer named: the rollups
+    ({"from_date": "2026-09-01T00:00:00Z", "to_date": "2026-11-25T00:00:00Z",
+      "granularity": "day"}, "historical-hour"),
+    ({**DAY, "granularity": "hour", "data_layer": "historical-hour"}, "historical-hour"),
+])
+def test_join_time_coarser_than_a_minute_reads_raw_beacons(body, layer):
+    spec = parse(body)
+    assert planner.reads_session_maxima(V1_METRICS["qoe/join_time"])
+    assert not planner.reads_session_maxima(V1_METRICS["audience"])
+    assert planner.choose_layer(spec, NOW, V1_METRICS["qoe/join_time"], _hours(spec)) == layer

@@ -15,7 +15,10 @@ from edgestats_core.metrics.v1_definitions import VIEWPORT_OPTIMAL, VIEWPORT_QUA
 
 # HLL precision: log2m 14 has a 0.8 % standard error (CONTRACT §5 asks for 2 %).
 HLL_LOG2M = 14
-TDIGEST_COMPRESSION = 100
+# t-digest compression: at 100 the extension keeps ~40 centroids, and a join-time digest of a
+# few dozen sessions repeated every minute they play (clustered values) was 5 % rank off at
+# the median, 200 still 2.3 % at p75 of merged minutes; 500 keeps it within 2 %.
+TDIGEST_COMPRESSION = 500
 
 DIMS = ", ".join(c.name for c in DIMENSIONS)
 # every column of beacons_minute / beacons_hour, in table order
@@ -73,8 +76,14 @@ _OPTIMAL = f"({VIEWPORT_OPTIMAL})".replace("%", "%%")
 
 def minute_select(where: str) -> str:
     """Minute rollup rows (the beacons_minute columns) aggregated from the raw beacons matching
-    `where`: per-session partials first, so a session's join time is its own maximum and the
-    viewport flags are per session. Also the on-the-fly source of not-yet-rolled hours."""
+    `where`: per-session partials first, so the viewport flags are per session. Also the
+    on-the-fly source of not-yet-rolled hours.
+
+    Join time: a session adds exactly one value per minute, its maximum StartingTime over
+    all its playing beacons of the minute, to the sketch of one row: the row of its last
+    playing beacon with a known StartingTime (beacons of a session have distinct times, so
+    that row is unique). A session that changes rendition, source or any other dimension
+    inside a minute therefore counts once, under the dimensions it had last."""
     partials = ", ".join(
         f"sum({m.name}) AS sum_{m.name}, count({m.name}) AS count_{m.name},"
         f" min({m.name}) AS min_{m.name}, max({m.name}) AS max_{m.name}"
@@ -93,15 +102,22 @@ def minute_select(where: str) -> str:
            tdigest(join_time, {TDIGEST_COMPRESSION}) AS join_time,
            tdigest(downlink_speed) AS downlink_speed
     FROM (
-        SELECT customer_id, date_trunc('minute', "time") AS "time", {DIMS}, session_id,
-               count(*) AS beacons, {partials},
-               max(starting_time) FILTER (WHERE player_state = 'playing') AS join_time,
-               bool_or({_QUALIFIES}) AS viewport,
-               bool_or({_QUALIFIES} AND {_OPTIMAL}) AS optimal,
-               tdigest(downlink_speed, {TDIGEST_COMPRESSION}) AS downlink_speed
-        FROM beacons
-        WHERE {where}
-        GROUP BY customer_id, 2, {DIMS}, session_id
+        SELECT *, CASE WHEN join_at = max(join_at) OVER minute_session
+                       THEN max(session_join) OVER minute_session END AS join_time
+        FROM (
+            SELECT customer_id, date_trunc('minute', "time") AS "time", {DIMS}, session_id,
+                   count(*) AS beacons, {partials},
+                   max(starting_time) FILTER (WHERE player_state = 'playing') AS session_join,
+                   max("time") FILTER (WHERE player_state = 'playing'
+                                       AND starting_time IS NOT NULL) AS join_at,
+                   bool_or({_QUALIFIES}) AS viewport,
+                   bool_or({_QUALIFIES} AND {_OPTIMAL}) AS optimal,
+                   tdigest(downlink_speed, {TDIGEST_COMPRESSION}) AS downlink_speed
+            FROM beacons
+            WHERE {where}
+            GROUP BY customer_id, 2, {DIMS}, session_id
+        ) per_row
+        WINDOW minute_session AS (PARTITION BY customer_id, "time", session_id)
     ) per_session
     GROUP BY customer_id, "time", {DIMS}
     """

@@ -45,13 +45,21 @@ def reads_totals(spec: V1Spec, metric: V1Metric | None) -> bool:
     return columns <= rollup_rows.TOTALS_DIMENSIONS
 
 
+def reads_session_maxima(metric: V1Metric) -> bool:
+    """Whether the metric's rollup form reads per-session maxima (join time): exact from
+    the minute rollups only at minute buckets."""
+    return any("join_time" in expr for expr in (metric.rollup_aggregates or {}).values())
+
+
 def choose_layer(
     spec: V1Spec, now: datetime, metric: V1Metric | None = None,
     rolled_hours: frozenset[datetime] | None = None, minutes: Minutes = frozenset(),
 ) -> str:
     """The layer that answers (CONTRACT §4, §6).
 
-    Exact distinct counts only come from raw beacons. Otherwise the named layer, else the
+    Exact distinct counts only come from raw beacons. Otherwise the named layer. Join time
+    (`reads_session_maxima`) at buckets other than a minute reads raw beacons while they
+    cover the range (one value per session and bucket, as realtime). Else the
     cheapest that can answer: a query the rollup totals answer (`reads_totals`) at whole
     minutes, over `TOTALS_PREFERRED_SPAN` or more or over hours the minute roller has
     reached (`minutes`), when the range is `mostly_rolled`, reads them (a few rows a minute
@@ -64,6 +72,11 @@ def choose_layer(
     if spec.data_layer:
         return spec.data_layer
     seconds = FIXED_SECONDS.get(spec.granularity)
+    if (metric is not None and reads_session_maxima(metric) and seconds != 60
+            and spec.start >= now - RAW_RETENTION):
+        # a bucket coarser than a minute from minute sketches counts a session once per
+        # minute; raw beacons count it once per bucket, as the realtime metric does
+        return "realtime"
     rollup = "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
     if (metric is not None and reads_totals(spec, metric) and (seconds is None or seconds % 60 == 0)
             and (spec.end - spec.start >= TOTALS_PREFERRED_SPAN or minutes)
@@ -280,7 +293,7 @@ def plan(
     layer = choose_layer(spec, now, metric, rolled_hours, minutes)
     where, params = _where(spec)
     totals = layer != "realtime" and reads_totals(spec, metric)
-    lean = not any("join_time" in expr for expr in (metric.rollup_aggregates or {}).values())
+    lean = not reads_session_maxima(metric)
     source, source_params = source_relation(layer, spec, rolled_hours, totals, lean_tail=lean,
                                             minutes=minutes)
     params.update(source_params)

@@ -5,8 +5,13 @@ raw beacons: under heavy ingest, long queries slowed down minute by minute. The 
 service therefore rolls each closed minute (older than `LAG`) of the current and the
 just-closed hour into beacons_minute and beacons_minute_totals every few seconds and
 records how far in rollup_progress; readers take [hour, rolled_to) from those rows and only
-the rest from raw (`rollup_rows.COVERAGE_SQL`). The hourly roll-up stays the authority: it
-replaces the hour and deletes its progress.
+the rest from raw (`rollup_rows.COVERAGE_SQL`).
+
+Every minute rolled, whether or not Airflow runs (issue #14): once the roller completed a
+closed hour it publishes it (`rollups.roll_up_hour`: hour rows merged from its minute rows),
+and it rolls up the hours ingestion marked pending (beacons of an hour before the previous
+one — history loaded late — or of a published hour) once they are quiet for `QUIET`. The
+hourly DAG publishes and verifies the same way; both are idempotent.
 
 Never behind raw: a roll first *fences* the hour — it takes the hour's advisory lock
 exclusively, which waits for the ingest transactions in flight (they hold it shared,
@@ -26,6 +31,7 @@ import psycopg
 
 from edgestats_core.config import Settings
 from edgestats_core.query.windows import floor_to
+from metrics_service import rollups
 from metrics_service.rollups import LOCK_NAMESPACE, MINUTE_SQL, TOTALS_SQL, hour_key
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,9 @@ ROLLER_LOCK = (7304, 0)
 # minutes are rolled once this old: a beacon arriving later is late (and re-rolled)
 LAG = timedelta(seconds=10)
 HOUR = timedelta(hours=1)
+# a pending hour is rolled up once ingestion marked it this long ago (a load in progress
+# into it is rolled after, not after every batch)
+QUIET = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -115,13 +124,42 @@ def roll_up_minutes(conn: psycopg.Connection, upto: datetime) -> list[MinuteRoll
     return done
 
 
-def roll_up_recent_minutes(url: str, now: datetime) -> list[MinuteRoll]:
-    """One cycle of the roller: the minutes closed `LAG` before `now`, unless another process
-    is rolling (then nothing)."""
+def publish_completed_hours(conn: psycopg.Connection, upto: datetime) -> list[rollups.HourRollup]:
+    """Publish the hours ended by `upto` whose minutes the roller completed (rollup_progress
+    at the hour's end) and the hourly roll-up has not published: hour rows from minute rows."""
+    hours = [row[0] for row in conn.execute(
+        "SELECT hour FROM rollup_progress p WHERE rolled_to >= hour + interval '1 hour'"
+        " AND hour + interval '1 hour' <= %s"
+        " AND NOT EXISTS (SELECT FROM rollup_runs r WHERE r.hour = p.hour) ORDER BY hour",
+        (upto,))]
+    return [rollups.roll_up_hour(conn, hour) for hour in hours]
+
+
+def roll_up_pending_hour(conn: psycopg.Connection) -> rollups.HourRollup | None:
+    """Roll up the oldest hour ingestion marked pending at least `QUIET` ago (None: none)."""
+    row = conn.execute("SELECT hour FROM rollup_pending WHERE marked_at < now() - %s"
+                       " ORDER BY hour LIMIT 1", (QUIET,)).fetchone()
+    return rollups.roll_up_hour(conn, row[0]) if row else None
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What one roller cycle did."""
+
+    minutes: list[MinuteRoll]
+    published: list[rollups.HourRollup]
+    pending: rollups.HourRollup | None = None
+
+
+def roll_up_recent_minutes(url: str, now: datetime) -> Cycle:
+    """One cycle of the roller, unless another process is rolling (then nothing): the
+    minutes closed `LAG` before `now`, the completed hours, one pending hour."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", ROLLER_LOCK).fetchone()[0]:
-            return []
-        return roll_up_minutes(conn, now - LAG)
+            return Cycle([], [])
+        minutes = roll_up_minutes(conn, now - LAG)
+        published = publish_completed_hours(conn, now - LAG)
+        return Cycle(minutes, published, roll_up_pending_hour(conn))
 
 
 async def roll_minutes_forever(settings: Settings) -> None:
@@ -141,5 +179,8 @@ async def roll_minutes_forever(settings: Settings) -> None:
         except Exception:  # a bug must not stop the roller for good; it is logged
             log.exception("minute roll-up failed, retrying next cycle")
             continue
-        for roll in rolls:
+        for roll in rolls.minutes:
             log.info("rolled minutes %s to %s", roll.start.isoformat(), roll.end.isoformat())
+        for hour in [*rolls.published, *([rolls.pending] if rolls.pending else [])]:
+            log.info("published hour %s (%d beacons; raw read from %s)", hour.hour.isoformat(),
+                     hour.raw_beacons, hour.from_minutes and hour.from_minutes.isoformat())

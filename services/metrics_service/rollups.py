@@ -45,43 +45,84 @@ def hour_key(hour: datetime) -> int:
 class HourRollup:
     hour: datetime
     raw_beacons: int
-    minute_rows: int
+    minute_rows: int  # minute rows recomputed from raw beacons
     hour_rows: int
+    from_minutes: datetime | None = None  # raw beacons were read from here (None: none)
 
 
-def roll_up_hour(conn: psycopg.Connection, hour: datetime) -> HourRollup:
-    """Replace the minute and hour rows (and their totals) of the hour starting at `hour`,
-    atomically."""
+# where an hour's minute rows are complete to (rollup_progress) and its earliest late minute
+_PROGRESS_SQL = """
+SELECT (SELECT rolled_to FROM rollup_progress WHERE hour = %(start)s),
+       (SELECT min(minute) FROM rollup_late_minutes WHERE minute >= %(start)s
+        AND minute < %(end)s)
+"""
+_RAW_COUNT_SQL = 'SELECT count(*) FROM beacons WHERE "time" >= %(start)s AND "time" < %(end)s'
+_ROLLED_COUNT_SQL = ('SELECT coalesce(sum(beacons), 0) FROM beacons_minute_totals'
+                     ' WHERE "time" >= %(start)s AND "time" < %(end)s')
+
+
+def roll_up_hour(
+    conn: psycopg.Connection, hour: datetime, from_raw: bool = False, verify: bool = False,
+) -> HourRollup:
+    """Publish the hour starting at `hour`: replace its hour rows (and totals), atomically.
+
+    The minute rows come from the minute roller where it completed the hour (rollup_progress
+    up to the hour's end): only the minutes from the earliest late one are recomputed from
+    raw beacons, and the hour rows are merged from the minute rows. Otherwise (and with
+    `from_raw`) every minute row of the hour is recomputed from raw beacons. `verify`:
+    compare the beacons the minute rows count with the raw beacons of the hour, and recompute
+    from raw when they differ. The hour's minute rows are complete afterwards: its progress
+    row stays at the hour's end, so later beacons mark their minutes late."""
     bounds = {"start": hour, "end": hour + HOUR}
     with conn.transaction():
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s, %s)",
             (LOCK_NAMESPACE, hour_key(hour)),
         )
-        # cleared first: beacons committed after the snapshot read below mark the hour again
-        # (an ingest that hits this row waits for this transaction) or, on an hour's first
+        # cleared first: beacons committed after the snapshots read below mark the hour again
+        # (an ingest that hits these rows waits for this transaction) or, on an hour's first
         # roll-up, are found by re_roll_late_hours through ingested_at
+        conn.execute("DELETE FROM rollup_pending WHERE hour = %(start)s", bounds)
         conn.execute("DELETE FROM rollup_stale WHERE hour = %(start)s", bounds)
-        # the minute roller's partial state of the hour (minute_rollups) is superseded
-        conn.execute("DELETE FROM rollup_progress WHERE hour = %(start)s", bounds)
+        rolled_to, late = conn.execute(_PROGRESS_SQL, bounds).fetchone()
+        complete = rolled_to is not None and rolled_to >= bounds["end"] and not from_raw
+        first = min(late or bounds["end"], bounds["end"]) if complete else hour
+        if complete and verify and _minutes_miss_beacons(conn, bounds, first):
+            first = hour
         conn.execute("DELETE FROM rollup_late_minutes WHERE minute >= %(start)s"
                      " AND minute < %(end)s", bounds)
-        for table in ROLLUP_TABLES:
+        redo = {"start": first, "end": bounds["end"]}
+        minutes = 0
+        if first < bounds["end"]:
+            for table in ("beacons_minute", "beacons_minute_totals"):
+                conn.execute(f"DELETE FROM {table} {_IN_HOUR}", redo)
+            minutes = conn.execute(MINUTE_SQL, redo).rowcount
+            conn.execute(TOTALS_SQL["beacons_minute"], redo)
+        for table in ("beacons_hour", "beacons_hour_totals"):
             conn.execute(f"DELETE FROM {table} {_IN_HOUR}", bounds)
-        minutes = conn.execute(MINUTE_SQL, bounds).rowcount
         hours = conn.execute(HOUR_SQL, bounds).rowcount
-        for sql in TOTALS_SQL.values():
-            conn.execute(sql, bounds)
-        raw = conn.execute(
-            'SELECT count(*) FROM beacons WHERE "time" >= %(start)s AND "time" < %(end)s', bounds
-        ).fetchone()[0]
+        conn.execute(TOTALS_SQL["beacons_hour"], bounds)
+        raw = conn.execute(_ROLLED_COUNT_SQL, bounds).fetchone()[0]
+        conn.execute(
+            "INSERT INTO rollup_progress (hour, rolled_to, fenced_to) VALUES (%(start)s,"
+            " %(end)s, %(end)s) ON CONFLICT (hour) DO UPDATE"
+            " SET rolled_to = %(end)s, fenced_to = %(end)s, rolled_at = now()", bounds)
         conn.execute(
             "INSERT INTO rollup_runs (hour, rolled_at, raw_beacons) VALUES (%s, now(), %s)"
             " ON CONFLICT (hour) DO UPDATE"
             " SET rolled_at = now(), raw_beacons = EXCLUDED.raw_beacons",
             (hour, raw),
         )
-    return HourRollup(hour, raw, minutes, hours)
+    return HourRollup(hour, raw, minutes, hours, first if first < bounds["end"] else None)
+
+
+def _minutes_miss_beacons(conn: psycopg.Connection, bounds: dict, first: datetime) -> bool:
+    """Whether the minute rows before `first` count other beacons than raw holds there. Raw
+    beacons gone (past their retention) never count as a difference: the rollups outlive
+    them and are kept."""
+    held = {"start": bounds["start"], "end": first}
+    raw = conn.execute(_RAW_COUNT_SQL, held).fetchone()[0]
+    return raw > 0 and raw != conn.execute(_ROLLED_COUNT_SQL, held).fetchone()[0]
 
 
 def hours_of(start: datetime, end: datetime) -> Iterator[datetime]:
@@ -92,10 +133,14 @@ def hours_of(start: datetime, end: datetime) -> Iterator[datetime]:
         hour += HOUR
 
 
-def roll_up_interval(url: str, start: datetime, end: datetime) -> list[HourRollup]:
-    """Roll up every hour of a data interval (what one DAG run or backfill run does)."""
+def roll_up_interval(
+    url: str, start: datetime, end: datetime, from_raw: bool = False,
+) -> list[HourRollup]:
+    """Publish every hour of a data interval (what one DAG run or backfill run does), from
+    the minute roller's minutes when it completed them and they count every raw beacon
+    (`roll_up_hour` with `verify`), else from raw beacons."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return [roll_up_hour(conn, hour) for hour in hours_of(start, end)]
+        return [roll_up_hour(conn, hour, from_raw, verify=True) for hour in hours_of(start, end)]
 
 
 LATE_HOURS_SQL = """

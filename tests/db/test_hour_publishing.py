@@ -1,0 +1,121 @@
+"""Every minute rolled, whether or not Airflow runs (issue #14): an hour the minute roller
+completed is published from its minute rows without reading raw beacons; history loaded late
+and late beacons of a published hour are marked pending by ingestion and rolled by the
+roller; only late minutes are recomputed; the DAG's verification recomputes minutes that
+miss beacons. Expected rows are computed here from the beacons."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from edgestats_core.config import Settings
+from metrics_service import minute_rollups, rollups
+from tests.db.test_minute_rollups import coverage_of, fresh_hour, roll
+from tests.db.test_minute_rollups import own_database_url as own_database_url
+from tests.db.test_rollups import assert_rows_equal, expected_rows, make_beacons, minute_rows, store
+
+pytestmark = pytest.mark.db
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+
+
+def pending(url: str) -> set[datetime]:
+    with psycopg.connect(url) as conn:
+        return {row[0] for row in conn.execute("SELECT hour FROM rollup_pending")}
+
+
+def customer_hour(url: str, days: int, sessions: int, seed: int) -> tuple[str, list, datetime]:
+    hour = fresh_hour(days)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = make_beacons(customer_id, hour, 1, sessions=sessions, seed=seed)
+    store(url, customer_id, beacons, datetime.now(UTC))
+    return customer_id, beacons, hour
+
+
+def assert_hour_rolled(url: str, customer_id: str, beacons: list[dict]) -> None:
+    for table, seconds in (("beacons_minute", 60), ("beacons_minute_totals", 60),
+                           ("beacons_hour", 3600), ("beacons_hour_totals", 3600)):
+        assert_rows_equal(minute_rows(url, customer_id, table), expected_rows(beacons, seconds))
+
+
+def test_a_completed_hour_is_published_from_its_minute_rows(db_url):
+    customer_id, beacons, hour = customer_hour(db_url, 21, sessions=12, seed=31)
+    roll(db_url, hour + HOUR)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # raw beacons gone: only the minute rows can give the hour rows now
+        conn.execute("DELETE FROM beacons WHERE customer_id = %s", (customer_id,))
+        [published] = [p for p in minute_rollups.publish_completed_hours(conn, hour + HOUR)
+                       if p.hour == hour]
+    assert published.from_minutes is None and published.minute_rows == 0
+    assert published.raw_beacons >= len(beacons)
+    assert coverage_of(db_url, hour).hours == {hour}
+    assert_hour_rolled(db_url, customer_id, beacons)
+    # a backfill verifies the minute rows against raw: with raw gone it keeps them
+    rollups.roll_up_interval(db_url, hour, hour + HOUR)
+    assert_hour_rolled(db_url, customer_id, beacons)
+
+
+def test_a_late_beacon_of_a_published_hour_re_rolls_its_minutes_only(db_url):
+    customer_id, beacons, hour = customer_hour(db_url, 22, sessions=10, seed=32)
+    rollups.roll_up_interval(db_url, hour, hour + HOUR)
+    assert hour not in pending(db_url)
+    late = [dict(b, SessionId=b["SessionId"] + "-late")
+            for b in make_beacons(customer_id, hour, 1, sessions=8, seed=33)
+            if b["__time"] >= hour + 40 * MINUTE]
+    assert late
+    store(db_url, customer_id, late, datetime.now(UTC))
+    assert hour in pending(db_url)
+    assert coverage_of(db_url, hour).hours == frozenset()  # stale: readers take raw
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        redone = rollups.roll_up_hour(conn, hour)
+    assert redone.from_minutes == min(b["__time"] for b in late).replace(second=0)
+    assert hour not in pending(db_url)
+    assert coverage_of(db_url, hour).hours == {hour}
+    assert_hour_rolled(db_url, customer_id, beacons + late)
+
+
+def test_the_backfill_recomputes_minutes_that_miss_beacons(db_url):
+    customer_id, beacons, hour = customer_hour(db_url, 23, sessions=8, seed=34)
+    rollups.roll_up_interval(db_url, hour, hour + HOUR)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM beacons_minute_totals WHERE customer_id = %s AND \"time\" = ("
+                     "SELECT min(\"time\") FROM beacons_minute_totals WHERE customer_id = %s)",
+                     (customer_id, customer_id))
+    [redone] = rollups.roll_up_interval(db_url, hour, hour + HOUR)
+    assert redone.from_minutes == hour
+    assert_hour_rolled(db_url, customer_id, beacons)
+    # from_raw recomputes every minute even when they agree
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert rollups.roll_up_hour(conn, hour, from_raw=True).from_minutes == hour
+        assert rollups.roll_up_hour(conn, hour).from_minutes is None
+    assert_hour_rolled(db_url, customer_id, beacons)
+
+
+def test_history_loaded_late_is_published_by_the_roller_loop(own_database_url):
+    """No Airflow: the metrics service's loop (real clock) publishes hours loaded long after
+    they ended, and the hours the minute roller completed, by itself."""
+    url = own_database_url
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
+    beacons = make_beacons(customer_id, top - 2 * HOUR, 2, sessions=10, seed=35)
+    store(url, customer_id, beacons, datetime.now(UTC))
+    hours = {top - 2 * HOUR, top - HOUR}
+    assert pending(url) == hours
+
+    async def roll_until_published() -> None:
+        loop = asyncio.create_task(minute_rollups.roll_minutes_forever(
+            Settings(url, minute_rollup_seconds=0.05)))
+        try:
+            while not all(coverage_of(url, hour).hours == {hour} for hour in hours):
+                await asyncio.sleep(0.1)
+        finally:
+            loop.cancel()
+
+    asyncio.run(asyncio.wait_for(roll_until_published(), 60))
+    assert pending(url) == set()
+    assert_hour_rolled(url, customer_id, beacons)

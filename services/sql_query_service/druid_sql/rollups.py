@@ -74,7 +74,15 @@ class NoFit(Exception):
 
 
 def _instant(node: exp.Expression, now: datetime) -> datetime | None:
-    """The value of a constant timestamp expression, or None when it is not one."""
+    """The value of a constant timestamp expression, or None when it is not one (or not a
+    Python datetime: PostgreSQL then decides, e.g. 400 timestamp out of range)."""
+    try:
+        return _constant_instant(node, now)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _constant_instant(node: exp.Expression, now: datetime) -> datetime | None:
     if isinstance(node, exp.Paren):
         return _instant(node.this, now)
     if isinstance(node, exp.Literal) and node.is_string:

@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlglot
+from psycopg import errors as pg
 
 from edgestats_core.errors import ApiError, Forbidden
 from edgestats_core.tenancy.principals import Principal
-from sql_query_service import results
+from sql_query_service import execution, results
 from sql_query_service.druid_sql import (
     columns,
     functions,
@@ -107,6 +109,18 @@ def test_result_values(item, expected) -> None:
     assert results.value(item) == expected
 
 
+@pytest.mark.parametrize("item,expected", [
+    (Decimal(2**63 - 1), 2**63 - 1), (Decimal(2**63), float(2**63)), (Decimal("-1e300"), -1e300),
+])
+def test_numerics_beyond_a_long_are_doubles(item: Decimal, expected) -> None:
+    assert results.value(item) == expected and type(results.value(item)) is type(expected)
+
+
+def test_numerics_beyond_a_double_are_400() -> None:
+    with pytest.raises(SqlError, match="numeric value out of range"):
+        results.value(Decimal("1e309"))
+
+
 def test_result_formats() -> None:
     names, rows = ["a", "b c"], [(1, "x"), (None, "y,z")]
     assert results.render(names, rows, "object", False).data == (
@@ -182,3 +196,38 @@ def test_python_limits_anywhere_in_the_pipeline_are_400(monkeypatch, error) -> N
     monkeypatch.setattr(columns, "check", fail)
     with pytest.raises(SqlError):
         pipeline.translate(f"SELECT COUNT(*) FROM {DS} WHERE {WHERE}", principal(), OPTIONS)
+
+
+# --- PostgreSQL errors → documented errors (execution._translate_error) -------------------
+
+SECRET = "ch-secret-row-value"
+
+
+@pytest.mark.parametrize("sqlstate,needle", [
+    ("22003", "numeric value out of range (SQLSTATE 22003)"),
+    ("22008", "datetime field overflow (SQLSTATE 22008)"),
+    ("22012", "division by zero (SQLSTATE 22012)"),
+    ("22015", "interval field overflow (SQLSTATE 22015)"),
+    ("2201B", "invalid regular expression (SQLSTATE 2201B)"),
+    ("22P02", "invalid text representation (SQLSTATE 22P02)"),
+    ("22007", "invalid datetime format (SQLSTATE 22007)"),
+    ("22000", "data exception (SQLSTATE 22000)"),
+    ("54001", "too complex: statement too complex (SQLSTATE 54001)"),
+    ("54000", "too complex: program limit exceeded (SQLSTATE 54000)"),
+])
+def test_data_exceptions_and_limits_are_400_without_values(sqlstate: str, needle: str) -> None:
+    error = pg.lookup(sqlstate)(f'invalid input syntax for type integer: "{SECRET}"')
+    translated = execution._translate_error(error)
+    assert isinstance(translated, SqlError) and needle in translated.message()
+    assert SECRET not in translated.message()
+
+
+def test_values_psycopg_cannot_load_are_400_without_values() -> None:
+    error = psycopg.DataError("timestamp too large (after year 10K): '116099-06-16 15:00:00+00'")
+    translated = execution._translate_error(error)
+    assert isinstance(translated, SqlError) and "116099" not in translated.message()
+
+
+def test_a_lost_connection_is_left_to_the_pool() -> None:
+    assert execution._translate_error(psycopg.OperationalError("server closed")) is None
+    assert execution._translate_error(pg.lookup("57P01")("terminating")) is None

@@ -6,7 +6,7 @@ Each query is one read-only transaction on a pooled connection:
 (context.timeout, capped) and an `application_name` derived from the principal
 and the query id, by which CancelQuery finds the backend from any worker process.
 PostgreSQL errors become documented bodies; their text never reaches the caller
-except for data errors, which only quote the caller's own values.
+(a data error's text quotes row values, so its condition is named instead).
 """
 
 from __future__ import annotations
@@ -50,9 +50,16 @@ def application_name(principal: Principal, query_id: str) -> str:
 _QUOTED = re.compile(r'"([^"]{1,200})"')
 
 
-def _translate_error(error: psycopg.Error) -> ApiError:
-    """The documented error for a PostgreSQL error (never its raw text for schema errors)."""
+def condition(error: psycopg.Error) -> str:
+    """PostgreSQL's condition name, from the class psycopg names after it (never the text,
+    which quotes values): `NumericValueOutOfRange` → "numeric value out of range"."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(error).__name__).lower()
+
+
+def _translate_error(error: psycopg.Error) -> ApiError | None:
+    """The documented error for a PostgreSQL error, or None for a lost connection (503)."""
     primary = (error.diag.message_primary or "") if error.diag else ""
+    state = error.sqlstate or ""
     if isinstance(error, pg.QueryCanceled):
         return GatewayTimeout() if "timeout" in primary else QueryCancelled()
     if isinstance(error, pg.UndefinedColumn):
@@ -64,16 +71,21 @@ def _translate_error(error: psycopg.Error) -> ApiError:
         return SqlError("An operator or function does not accept these argument types")
     if isinstance(error, pg.AmbiguousColumn):
         return SqlError("A column reference is ambiguous: qualify it with its table")
-    if isinstance(error, pg.DatatypeMismatch | pg.InvalidTextRepresentation | pg.CannotCoerce):
+    if isinstance(error, pg.DatatypeMismatch | pg.CannotCoerce):
         return SqlError("A value has the wrong type for where it is used")
-    if error.sqlstate and error.sqlstate.startswith("22"):  # data exceptions quote values only
-        return SqlError(f"Invalid value: {primary[:200]}")
-    if error.sqlstate and error.sqlstate.startswith("54"):
-        return SqlError("The query is too complex")
-    if error.sqlstate and error.sqlstate.startswith(("42", "0A")):
-        log.warning("query refused by PostgreSQL: %s %s", error.sqlstate, primary)
+    if state.startswith("22"):  # data exception: overflow, division by zero, bad input …
+        return SqlError(f"Invalid value: {condition(error)} (SQLSTATE {state})")
+    if isinstance(error, psycopg.DataError):  # psycopg cannot load a value (a year > 9999)
+        return SqlError("Invalid value: a result is out of the range the API can represent"
+                        " (timestamps are years 1 to 9999)")
+    if state.startswith("54"):  # program limit exceeded: stack depth, too many columns …
+        return SqlError(f"The query is too complex: {condition(error)} (SQLSTATE {state})")
+    if state.startswith(("42", "0A")):
+        log.warning("query refused by PostgreSQL: %s %s", state, primary)
         return SqlError("The query cannot be run")
-    log.error("query failed in PostgreSQL: %s %s", error.sqlstate, primary)
+    if isinstance(error, psycopg.OperationalError):
+        return None
+    log.error("query failed in PostgreSQL: %s %s", state, primary)
     return ApiError()
 
 
@@ -105,11 +117,10 @@ async def run(
                 names = [c.name for c in cur.description or []]
                 rows = await cur.fetchall()
         except psycopg.Error as error:
-            if isinstance(error, psycopg.OperationalError) and not isinstance(
-                error, pg.QueryCanceled
-            ):
+            translated = _translate_error(error)
+            if translated is None:  # the connection, not the query: db.connection answers 503
                 raise
-            raise _translate_error(error) from None
+            raise translated from None
     if len(rows) > ROW_CAP:
         raise SqlError(f"The result has more than {ROW_CAP:,} rows: add a LIMIT or aggregate")
     return names, rows

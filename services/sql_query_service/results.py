@@ -15,6 +15,10 @@ from decimal import Decimal
 import orjson
 from google.api import httpbody_pb2
 
+from sql_query_service.druid_sql.problems import SqlError
+
+_LONG = 2**63  # Druid's LONG (and orjson's integers) are 64-bit
+
 
 def value(item: object) -> object:
     """One PostgreSQL value as Druid prints it in JSON."""
@@ -25,7 +29,13 @@ def value(item: object) -> object:
     if isinstance(item, Decimal):
         if not item.is_finite():
             return None
-        return int(item) if item == item.to_integral_value() else float(item)
+        if item == item.to_integral_value() and -_LONG <= item < _LONG:
+            return int(item)
+        number = float(item)  # as Druid: past a long, a double
+        if math.isinf(number):  # PostgreSQL's NUMERIC reaches 10^131072, JSON readers do not
+            raise SqlError("Invalid value: numeric value out of range (SQLSTATE 22003):"
+                           " a result exceeds a double")
+        return number
     if isinstance(item, datetime):
         item = item.astimezone(UTC) if item.tzinfo else item
         return item.strftime("%Y-%m-%dT%H:%M:%S.") + f"{item.microsecond // 1000:03d}Z"

@@ -285,3 +285,75 @@ def test_service_still_up_after_everything(api, hostile) -> None:
     assert post(api, hostile["me"][1], query).json()[0]["n"] > 0
 
 
+
+
+# --- issue #13: data exceptions, pathological sizes, a string as a table: 400, never a 5xx ----
+
+DRUID_PATH = "/druid/v2/sql/"
+
+
+def chain(operator: str, operand: str, count: int) -> str:
+    return f" {operator} ".join([operand] * count)
+
+
+# (id, query, the whole message or a needle of it): messages name the condition, never a value
+ISSUE_13 = [
+    ("ceil_overflow", "SELECT CEIL(1e308 * 10) AS x",
+     "Invalid value: numeric value out of range (SQLSTATE 22003): a result exceeds a double"),
+    ("time_shift_overflow",
+     "SELECT TIME_SHIFT(__time, 'PT1H', 999999999) AS t FROM {ds} WHERE {me} LIMIT 1",
+     "Invalid value: a result is out of the range the API can represent"
+     " (timestamps are years 1 to 9999)"),
+    ("bigint_overflow_of_rows",
+     "SELECT MAX(TIMESTAMP_TO_MILLIS(__time) * 1000000000000) AS x FROM {ds} WHERE {me}",
+     "Invalid value: numeric value out of range (SQLSTATE 22003)"),
+    ("text_representation_of_rows", "SELECT CAST(ChannelId AS BOOLEAN) AS b FROM {ds} WHERE {me}",
+     "Invalid value: invalid text representation (SQLSTATE 22P02)"),
+    ("invalid_regex", "SELECT COUNT(*) AS n FROM {ds} WHERE {me} AND REGEXP_LIKE(ChannelId, '(')",
+     "Invalid value: invalid regular expression (SQLSTATE 2201B)"),
+    ("division_by_zero_of_rows",
+     "SELECT SUM(ViewingTime) / (COUNT(*) - COUNT(*)) AS x FROM {ds} WHERE {me}",
+     "Invalid value: division by zero (SQLSTATE 22012)"),
+    ("and_or_3000", "SELECT COUNT(*) AS n FROM {ds} WHERE {me}" + " AND (1=1 OR 1=1)" * 3000,
+     "The query has more than 20,000 tokens"),
+    ("plus_20000", "SELECT " + chain("+", "1", 20_000), "The query has more than 20,000 tokens"),
+    ("and_or_1500", "SELECT COUNT(*) AS n FROM {ds} WHERE {me}" + " AND (1=1 OR 1=1)" * 1500,
+     "The query nests deeper than 300 levels"),
+    # once PostgreSQL's stack depth limit (54001), which the pool took for an outage: 503
+    ("plus_6000", "SELECT " + chain("+", "1", 6000), "The query nests deeper than 300 levels"),
+    ("nested_case", "SELECT " + "CASE WHEN 1 = 1 THEN " * 200 + "1" + " END" * 200,
+     "The query is too deeply nested"),
+    ("string_as_table", "SELECT COUNT(*) AS n FROM 'sdk-emea-realtime' WHERE {me}",
+     "Syntax error: a string literal where a table name belongs"),
+]
+
+
+def answers_at_once(api, hostile) -> None:
+    """/ping and a normal query answer, each within a second: the worker is up and free."""
+    started = time.monotonic()
+    assert api.http.get("/ping").status_code == 200
+    response = post(api, hostile["me"][1], f"SELECT COUNT(*) AS n FROM {DS} WHERE {me(hostile)}")
+    assert response.status_code == 200 and response.json()[0]["n"] > 0, response.text
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("path", [PATH, DRUID_PATH])
+@pytest.mark.parametrize("case", ISSUE_13, ids=[c[0] for c in ISSUE_13])
+def test_hostile_values_and_sizes_are_400(api, hostile, frozen_now, case, path) -> None:
+    _, template, message = case
+    query = template.replace("{ds}", DS).replace("{me}", me(hostile))
+    started = time.monotonic()
+    response = api.http.post(path, json={"query": query},
+                             headers={"Authorization": f"Bearer {hostile['me'][1]}"})
+    assert time.monotonic() - started < 5
+    refused(response, 400, query=query)
+    body = response.json()
+    [item] = body["detail"]
+    assert item["loc"] == ["body", "query"] and item["type"] == "value_error.sql"
+    assert item["msg"].startswith(message), item["msg"]
+    row_values = {b["ChannelId"] for b in scenario(hostile["me"][0], frozen_now, seed=41)}
+    assert not any(value in response.text for value in row_values)
+    if path == DRUID_PATH:
+        assert body["error"] == "Plan validation failed" and body["errorClass"] == "SqlError"
+        assert body["errorMessage"] == item["msg"] and body["host"] is None
+    answers_at_once(api, hostile)

@@ -5,6 +5,7 @@ retention and is refused beyond it; the reader role sees only the caller's rollu
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -61,8 +62,8 @@ def world(api, tenants, frozen_now: datetime, db_url: str) -> RollupWorld:
     return RollupWorld(customer_id, key, beacons, start, end, start + timedelta(hours=3))
 
 
-def sql(api, key: str, query: str, **body):
-    return api.http.post(PATH, json={"query": query, **body},
+def sql(api, key: str, query: str, path: str = PATH, **body):
+    return api.http.post(path, json={"query": query, **body},
                          headers={"Authorization": f"Bearer {key}"})
 
 
@@ -228,3 +229,52 @@ def test_reader_role_sees_only_its_customers_rollup_rows(world: RollupWorld, db_
                          (world.customer_id,))
             assert conn.execute("SELECT count(*) FROM beacons_hour WHERE customer_id = %s",
                                 (world.customer_id,)).fetchone()[0] > 0
+
+
+AUDIENCE = ["COUNT(DISTINCT (SessionId))", "COUNT(DISTINCT CAST(SessionId AS VARCHAR))",
+            "APPROX_COUNT_DISTINCT((SessionId))", "COUNT(DISTINCT ((SessionId)))"]
+
+
+def test_audience_panel_reads_the_session_sketches(api, tenants, frozen_now, db_url):
+    """Issue #13: the dashboards' `COUNT(DISTINCT (SessionId))` on the historical layers is
+    answered from the HLL sketches: right after the raw beacons are deleted, on both paths."""
+    customer_id, key = tenants.customer("advanced", "emea")
+    start = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=53)
+    beacons = _beacons(customer_id, start, 2, seed=77)
+    assert api.ingest(key, [wire(b) for b in beacons]).status_code == 200
+    rollups.roll_up_interval(db_url, start, start + timedelta(hours=2))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM beacons WHERE customer_id = %s", (customer_id,))
+    where = (f"CustomerId = '{customer_id}' AND __time >= '{start.isoformat()}'"
+             f" AND __time < '{(start + timedelta(hours=2)).isoformat()}'")
+    sessions = len({b["SessionId"] for b in beacons})  # 16: HyperLogLog is exact this small
+    for layer, count, path in itertools.product(LAYERS, AUDIENCE, (PATH, "/druid/v2/sql/")):
+        query = f'SELECT {count} AS audience FROM "sdk-emea-{layer}" WHERE {where}'
+        assert rows_of(api, key, query, path=path) == [{"audience": sessions}], query
+    hourly = {}
+    for b in beacons:
+        hourly.setdefault(b["__time"].replace(minute=0, second=0, microsecond=0), set()).add(
+            b["SessionId"])
+    query = ("SELECT TIME_FLOOR(__time, 'PT1H') AS t, COUNT(DISTINCT (SessionId)) AS audience"
+             f' FROM "sdk-emea-historical-hour" WHERE {where} GROUP BY 1 ORDER BY 1')
+    assert rows_of(api, key, query) == [
+        {"t": hour.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "audience": len(ids)}
+        for hour, ids in sorted(hourly.items())]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("query", [
+    "SELECT COUNT(DISTINCT CONCAT(SessionId, 'x')) AS n FROM {ds} WHERE {where}",
+    "SELECT COUNT(*) AS n FROM {ds} WHERE {where} AND SessionId = 'x'",
+    "SELECT COUNT(*) AS n FROM {ds} WHERE {where} AND (SessionId) IS NOT NULL",
+    "SELECT COUNT(DISTINCT CAST(SessionId AS BIGINT)) AS n FROM {ds} WHERE {where}",
+    "SELECT (SessionId) AS s, COUNT(*) AS n FROM {ds} WHERE {where} GROUP BY 1",
+])
+def test_session_ids_elsewhere_are_400_on_historical_layers(api, world: RollupWorld, layer,
+                                                            query):
+    for path in (PATH, "/druid/v2/sql/"):
+        response = sql(api, world.key, query.format(ds=f'"sdk-emea-{layer}"',
+                                                    where=world.where()), path=path)
+        assert response.status_code == 400, response.text
+        assert (f"Column SessionId is not available on sdk-emea-{layer} (per-session column):"
+                " query sdk-emea-realtime") in response.text

@@ -63,6 +63,19 @@ def test_fits_the_rollups(query: str) -> None:
     assert "beacons_hour" in rolled and "2026-01-01T05:00:00+00:00" in rolled
 
 
+@pytest.mark.parametrize("count", [
+    "COUNT(DISTINCT (SessionId))", "COUNT(DISTINCT CAST((SessionId) AS VARCHAR))",
+    "APPROX_COUNT_DISTINCT((SessionId))",
+    "COUNT(DISTINCT (CASE WHEN Source = 'p2p' THEN CAST(SessionId AS VARCHAR) END))",
+])
+def test_wrapped_session_counts_read_the_sketches(count: str) -> None:
+    """Issue #13: no-op wrappers inside a distinct count still union the HLL sketches."""
+    translation = translate(f"SELECT {count} AS d FROM {HOUR_DS} WHERE {RECENT}")
+    assert len(translation.rollups) == 1
+    assert translation.sql.startswith(
+        'SELECT COALESCE(CAST(ROUND(HLL_CARDINALITY(HLL_UNION_AGG(')
+
+
 @pytest.mark.parametrize("query,why", RAW)
 def test_raw_within_retention_and_400_beyond(query: str, why: str) -> None:
     recent = translate(query.format(ds=HOUR_DS, w=RECENT))

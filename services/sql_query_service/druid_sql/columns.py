@@ -15,6 +15,7 @@ from edgestats_core.beacon_columns import BY_DRUID
 from edgestats_core.tenancy.principals import Principal
 from sql_query_service.druid_sql import information_schema
 from sql_query_service.druid_sql.datasources import PER_SESSION
+from sql_query_service.druid_sql.functions import CAST_TYPES
 from sql_query_service.druid_sql.problems import SqlError, forbidden
 from sql_query_service.druid_sql.scans import Scan
 
@@ -31,15 +32,37 @@ def _defined_names(tree: exp.Expression) -> set[str]:
     return names
 
 
+def _no_op(node: exp.Expression | None) -> bool:
+    """Parentheses, or a cast to text (SessionId is text; the service ignores VARCHAR(n))."""
+    return isinstance(node, exp.Paren) or (
+        isinstance(node, exp.Cast) and CAST_TYPES.get(node.to.this) == "text")
+
+
+def unwrapped(node: exp.Expression) -> exp.Expression:
+    """`node` without its no-op wrappers: `CAST((SessionId) AS VARCHAR)` → `SessionId`."""
+    while _no_op(node):
+        node = node.this
+    return node
+
+
+def _wrapped(node: exp.Expression) -> exp.Expression:
+    """The outermost no-op wrapper around `node` (or `node`)."""
+    while _no_op(node.parent):
+        node = node.parent
+    return node
+
+
 def _in_distinct_count(column: exp.Column) -> bool:
     """Inside COUNT(DISTINCT …) / APPROX_COUNT_DISTINCT(…), directly or as the THEN of a
-    one-branch CASE (`COUNT(DISTINCT CASE WHEN Source = 'p2p' THEN SessionId END)`)."""
-    parent = column.parent
-    if (isinstance(parent, exp.If) and parent.args.get("true") is column
+    one-branch CASE (`COUNT(DISTINCT CASE WHEN Source = 'p2p' THEN SessionId END)`), through
+    no-op wrappers (`COUNT(DISTINCT (SessionId))`)."""
+    node = _wrapped(column)
+    parent = node.parent
+    if (isinstance(parent, exp.If) and parent.args.get("true") is node
             and isinstance(parent.parent, exp.Case) and parent.parent.this is None
             and len(parent.parent.args.get("ifs") or []) == 1
             and not parent.parent.args.get("default")):
-        parent = parent.parent.parent
+        parent = _wrapped(parent.parent).parent
     if isinstance(parent, exp.ApproxDistinct):
         return True
     if isinstance(parent, exp.Anonymous):

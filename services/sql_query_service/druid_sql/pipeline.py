@@ -90,9 +90,21 @@ def translate(
 ) -> Translation:
     """Parse, check every rule, and rewrite; raises SqlError (400) or Forbidden (403).
     `realtime_rollups`: realtime scans may read the minute totals (rollups.plan_realtime)."""
+    try:
+        return _translate(text, principal, options, params or [], realtime_rollups)
+    except RecursionError:  # parsing bounds the depth: a last wall, never a 500
+        raise SqlError("The query is too deeply nested") from None
+    except OverflowError:  # an extreme literal met a Python date or number (rollups' ranges)
+        raise SqlError("Invalid value: a literal is out of range") from None
+
+
+def _translate(
+    text: str, principal: Principal, options: functions.Options, params: list,
+    realtime_rollups: bool,
+) -> Translation:
     tree = parsing.parse(text)
     statements.check(tree)
-    parameters.bind(tree, params or [])
+    parameters.bind(tree, params)
     functions.check(tree)
     found = scans.resolve(tree, principal)
     columns.check(tree, principal, found)
@@ -138,6 +150,6 @@ def translate(
         sql = sql.replace(f'"{name}"', f"({source})")
     fallback = None
     if any(source.layer == "realtime" for source in on_rollups.values()):
-        fallback = translate(text, principal, options, params, realtime_rollups=False).sql
+        fallback = _translate(text, principal, options, params, False).sql
     return Translation(sql, customer_filter.allowed_customers(principal),
                        tuple(on_rollups.values()), fallback)

@@ -41,6 +41,7 @@ from edgestats_core.beacon_columns import BY_DRUID, BY_NAME, COLUMNS, DIMENSIONS
 from edgestats_core.metrics import rollup_rows
 from edgestats_core.query import planner
 from sql_query_service.druid_sql import time_formats
+from sql_query_service.druid_sql.columns import unwrapped
 from sql_query_service.druid_sql.functions import Options
 from sql_query_service.druid_sql.problems import SqlError
 from sql_query_service.druid_sql.scans import Scan
@@ -74,7 +75,15 @@ class NoFit(Exception):
 
 
 def _instant(node: exp.Expression, now: datetime) -> datetime | None:
-    """The value of a constant timestamp expression, or None when it is not one."""
+    """The value of a constant timestamp expression, or None when it is not one (or not a
+    Python datetime: PostgreSQL then decides, e.g. 400 timestamp out of range)."""
+    try:
+        return _constant_instant(node, now)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _constant_instant(node: exp.Expression, now: datetime) -> datetime | None:
     if isinstance(node, exp.Paren):
         return _instant(node.this, now)
     if isinstance(node, exp.Literal) and node.is_string:
@@ -267,13 +276,16 @@ def _and(a: exp.Expression | None, b: exp.Expression | None) -> exp.Expression |
 
 def _sessions_argument(node: exp.Expression, scan: Scan) -> exp.Expression | None | bool:
     """For a distinct count's argument: the condition under which SessionId counts (None:
-    always), or False when it is not SessionId / `CASE WHEN <dimensions> THEN SessionId END`."""
+    always), or False when it is not SessionId / `CASE WHEN <dimensions> THEN SessionId END`
+    (either through no-op wrappers: `(SessionId)`, `CAST(SessionId AS VARCHAR)`)."""
+    node = unwrapped(node)
     if _scan_column(node, scan) and node.name == "SessionId":
         return None
     if (isinstance(node, exp.Case) and node.this is None and len(node.args.get("ifs") or []) == 1
             and isinstance(node.args.get("default"), exp.Null | type(None))):
         branch = node.args["ifs"][0]
         then = branch.args.get("true")
+        then = unwrapped(then) if then is not None else None
         if (then is not None and _scan_column(then, scan) and then.name == "SessionId"
                 and _dimensions_only(branch.this, scan)):
             return branch.this

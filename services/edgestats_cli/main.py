@@ -1,4 +1,4 @@
-"""The `edgestats` command: migrations, demo data and API keys (CONTRACT §11)."""
+"""The `edgestats` command: migrations, roll-ups, demo data and API keys (CONTRACT §11)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,19 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_maintain(args: argparse.Namespace) -> None:
     run_partition_maintenance(_url())
     print("partitions maintained")
+
+
+def cmd_rollup(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from metrics_service import rollups
+
+    start, end = (datetime.fromisoformat(t).astimezone(UTC) for t in (args.start, args.end))
+    if end <= start:
+        raise ValueError("--to must be later than --from")
+    for hour in rollups.roll_up_interval(_url(), start, end, from_raw=args.from_raw):
+        read = hour.from_minutes.isoformat() if hour.from_minutes else "no raw beacon"
+        print(f"{hour.hour.isoformat()}  {hour.raw_beacons} beacons  (read raw from {read})")
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
@@ -156,6 +169,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("maintain", help="create partitions ahead, drop expired ones").set_defaults(
         func=cmd_maintain
     )
+    rollup = sub.add_parser("rollup", help="publish the hours of [--from, --to) to the"
+                            " historical layers (what the hourly DAG does)")
+    rollup.add_argument("--from", dest="start", required=True, help="ISO-8601 instant")
+    rollup.add_argument("--to", dest="end", required=True, help="ISO-8601 instant (exclusive)")
+    rollup.add_argument("--from-raw", action="store_true",
+                        help="recompute every minute row from raw beacons")
+    rollup.set_defaults(func=cmd_rollup)
     demo = sub.add_parser("demo-data", help="load synthetic beacons of the demo customers")
     demo.add_argument("--hours", type=float, default=3.0)
     demo.set_defaults(func=cmd_demo_data)

@@ -47,6 +47,9 @@ def migrate(url: str) -> list[str]:
 
 
 def run_partition_maintenance(url: str) -> None:
-    """Create partitions ahead and drop those past retention (pg_partman)."""
+    """Create partitions ahead and drop those past retention (pg_partman); forget the roll-up
+    state of hours whose raw beacons are gone (no beacon can arrive for them any more)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT partman.run_maintenance(p_analyze := false)")
+        for table in ("rollup_progress", "rollup_pending"):
+            conn.execute(f"DELETE FROM {table} WHERE hour < now() - interval '31 days'")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from edgestats_cli.main import main
 from edgestats_core.config import Settings
 from metrics_service import minute_rollups, rollups
 from tests.db.test_minute_rollups import coverage_of, fresh_hour, roll
@@ -119,3 +120,16 @@ def test_history_loaded_late_is_published_by_the_roller_loop(own_database_url):
     asyncio.run(asyncio.wait_for(roll_until_published(), 60))
     assert pending(url) == set()
     assert_hour_rolled(url, customer_id, beacons)
+
+
+def test_the_rollup_command_publishes_an_interval(db_url, monkeypatch, capsys):
+    customer_id, beacons, hour = customer_hour(db_url, 24, sessions=6, seed=36)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    main(["rollup", "--from", hour.isoformat(), "--to", (hour + HOUR).isoformat(), "--from-raw"])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith(hour.isoformat())
+    assert f"read raw from {hour.isoformat()}" in out[0]
+    assert coverage_of(db_url, hour).hours == {hour}
+    assert_hour_rolled(db_url, customer_id, beacons)
+    with pytest.raises(SystemExit):
+        main(["rollup", "--from", hour.isoformat(), "--to", hour.isoformat()])

@@ -1,23 +1,41 @@
-"""Hourly: publish each closed hour to the historical layers, then re-roll hours that got late data.
+r"""Hourly: publish each closed hour to the historical layers, then re-roll hours with late data.
 
-Backfill any range from the UI (Trigger -> Backfill) or with
-`airflow backfill create --dag-id beacon_rollups --from-date ... --to-date ...`: a run
-replaces its hour's rows, so reruns and overlapping backfills never double count.
+Which hours a run rolls up (`rollups.resolve_run_interval`):
+
+- scheduled and backfill runs: their hour (logical date 09:00 is 09:00–10:00);
+- **Trigger** without a logical date (the button's default): the last hour closed when it
+  was triggered;
+- **Trigger** with a logical date: the data interval Airflow infers from it, the hour
+  *ending* at the date floored to the hour (10:00 or 10:37 gives 09:00–10:00), or the
+  interval entered under "Specify Manually" (whole hours).
+
+Every run then re-rolls the earlier hours that received beacons after their roll-up. A run
+replaces its hours' rows, so reruns and overlapping backfills never double count; an hour
+that has not ended yet is refused (the run fails). Rerun a range from the UI (Trigger →
+Backfill, reprocess "completed" runs) or from the checkout (drop `--dry-run` to create the
+runs; docs/rollups.md):
+
+```sh
+AIRFLOW_HOME=.run/airflow .venv/bin/airflow backfill create --dag-id beacon_rollups \
+  --from-date 2026-11-25T00:00:00+00:00 --to-date 2026-11-25T03:00:00+00:00 \
+  --reprocess-behavior completed --dry-run
+```
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from edgestats_core.dag_settings import database_url
 from metrics_service import rollups
 
 
-def database_url() -> str:
-    return os.environ["DATABASE_URL"]
+def hours(data_interval_start, data_interval_end, dag_run) -> tuple[datetime, datetime]:
+    return rollups.resolve_run_interval(
+        data_interval_start, data_interval_end, dag_run.run_after, datetime.now(UTC))
 
 
 @dag(
@@ -27,16 +45,19 @@ def database_url() -> str:
     catchup=False,
     max_active_runs=4,
     tags=["edgestats", "rollups"],
+    doc_md=__doc__,
 )
 def beacon_rollups():
     @task
-    def roll_up_hour(data_interval_start=None, data_interval_end=None) -> int:
-        done = rollups.roll_up_interval(database_url(), data_interval_start, data_interval_end)
-        return sum(r.raw_beacons for r in done)
+    def roll_up_hour(data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
+        start, end = hours(data_interval_start, data_interval_end, dag_run)
+        done = rollups.roll_up_interval(database_url(), start, end)
+        return {r.hour.isoformat(): r.raw_beacons for r in done}
 
     @task
-    def re_roll_late_hours(data_interval_start=None) -> list[str]:
-        done = rollups.re_roll_late_hours(database_url(), before=data_interval_start)
+    def re_roll_late_hours(data_interval_start=None, data_interval_end=None, dag_run=None):
+        start, _ = hours(data_interval_start, data_interval_end, dag_run)
+        done = rollups.re_roll_late_hours(database_url(), before=start)
         return [r.hour.isoformat() for r in done]
 
     roll_up_hour() >> re_roll_late_hours()

@@ -4,13 +4,13 @@ window."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import psycopg
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from edgestats_core.dag_settings import database_url
 from edgestats_core.migrations import run_partition_maintenance
 from edgestats_core.tenancy import oauth
 from usage_billing_service import event_store
@@ -25,16 +25,16 @@ from usage_billing_service import event_store
 def maintenance():
     @task
     def maintain_partitions() -> None:
-        run_partition_maintenance(os.environ["DATABASE_URL"])
+        run_partition_maintenance(database_url())
 
     @task
     def delete_expired_tokens() -> None:
-        with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        with psycopg.connect(database_url()) as conn:
             oauth.delete_expired_tokens(conn)
 
     @task
     def forget_usage_event_ids() -> None:  # the 35-day dedup window of usage events
-        event_store.forget_expired_ids(os.environ["DATABASE_URL"])
+        event_store.forget_expired_ids(database_url())
 
     maintain_partitions()
     delete_expired_tokens()

@@ -8,17 +8,13 @@ with `airflow backfill create --dag-id usage_facts_daily --from-date ... --to-da
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from edgestats_core.dag_settings import database_url
 from usage_billing_service import facts
-
-
-def database_url() -> str:
-    return os.environ["DATABASE_URL"]
 
 
 @dag(

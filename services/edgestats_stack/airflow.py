@@ -1,16 +1,22 @@
-"""Airflow 3 for the DAGs in dags/: its environment, and `make airflow` (api-server, scheduler,
-dag-processor on the project's PostgreSQL, UI and REST API at http://127.0.0.1:8090)."""
+"""Airflow 3 for the DAGs in dags/: its configuration (AIRFLOW_HOME/airflow.cfg, so any `airflow`
+command needs only AIRFLOW_HOME), and `make airflow` (api-server, scheduler, dag-processor on the
+project's PostgreSQL, UI and REST API at http://127.0.0.1:8090)."""
 
 from __future__ import annotations
 
+import base64
+import configparser
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from edgestats_core import dag_settings
 from edgestats_stack import postgres
 from edgestats_stack.processes import spawn
 
@@ -20,37 +26,72 @@ PORT = int(os.environ.get("EDGESTATS_AIRFLOW_PORT", "8090"))
 UNPAUSED = ("beacon_rollups", "maintenance", "usage_facts_hourly", "usage_facts_daily")
 
 
-def airflow_env(home: Path, metadata_url: str, data_url: str) -> dict[str, str]:
-    """Environment for every Airflow process: metadata DB, our DAGs, small footprint."""
+def airflow_settings(metadata_url: str, data_url: str, port: int) -> dict[str, dict[str, str]]:
+    """airflow.cfg sections for every Airflow process and command: metadata DB, our DAGs and
+    their data DB, small footprint."""
     return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__PORT": str(PORT),
-        # the execution API URL is not derived from the port (PLATFORM-NOTES §8)
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{PORT}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "DATABASE_URL": data_url,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "services"), str(REPO / "gen")]),
+        "core": {
+            "dags_folder": str(REPO / "dags"),
+            "load_examples": "False",
+            "parallelism": "2",
+            # the execution API URL is not derived from the port (PLATFORM-NOTES §8)
+            "execution_api_server_url": f"http://127.0.0.1:{port}/execution/",
+            "simple_auth_manager_users": "admin:admin",
+        },
+        "database": {"sql_alchemy_conn": metadata_url},
+        "api": {"workers": "1", "port": str(port)},
+        "dag_processor": {"parsing_processes": "1"},
+        dag_settings.SECTION: {"database_url": data_url},
     }
+
+
+def configure(home: Path, metadata_url: str, data_url: str, port: int = PORT) -> dict[str, str]:
+    """Write the settings into home/airflow.cfg, where every `airflow` command finds them with
+    AIRFLOW_HOME alone, and return that environment. Options already in the file are kept
+    unless set here (its secrets too, or new ones are generated, as Airflow does)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "airflow.cfg"
+    # raw values: Airflow's own file holds %-escapes that must be written back unchanged
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(path)
+    settings = airflow_settings(metadata_url, data_url, port)
+    for section in [*settings, "api_auth"]:
+        if not config.has_section(section):
+            config.add_section(section)
+    if not config.get("core", "fernet_key", fallback=""):
+        config["core"]["fernet_key"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    if not config.get("api_auth", "jwt_secret", fallback=""):
+        config["api_auth"]["jwt_secret"] = base64.b64encode(os.urandom(16)).decode()
+    for section, options in settings.items():
+        # Airflow reads the file with %-interpolation
+        config[section].update({k: v.replace("%", "%%") for k, v in options.items()})
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # database URLs and secrets
+    with path.open("w") as file:
+        config.write(file)
+    return {**os.environ, "AIRFLOW_HOME": str(home)}
+
+
+def backfill_command(home: Path, now: datetime) -> str:
+    """The command `make airflow` prints: rerun beacon_rollups for the last three hours closed
+    at `now` (runs that already succeeded included), with nothing but AIRFLOW_HOME set."""
+    last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    return (f"AIRFLOW_HOME={shlex.quote(str(home))} {shlex.quote(AIRFLOW)} backfill create"
+            f" --dag-id beacon_rollups --from-date {(last - timedelta(hours=2)).isoformat()}"
+            f" --to-date {last.isoformat()} --reprocess-behavior completed")
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, check=False)
 
 
-def _sqlalchemy_url(url: str) -> str:
+def sqlalchemy_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
-def _wait_api(timeout: float = 120.0) -> None:
+def wait_api(port: int = PORT, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    health = f"http://127.0.0.1:{PORT}/api/v2/monitor/health"
+    health = f"http://127.0.0.1:{port}/api/v2/monitor/health"
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(health, timeout=2):
@@ -61,17 +102,17 @@ def _wait_api(timeout: float = 120.0) -> None:
 
 
 def up(run_dir: Path, admin_url: str, data_url: str) -> None:
-    """Migrate Airflow's metadata database, start its three processes, unpause our DAGs."""
+    """Write Airflow's configuration, migrate its metadata database, start its three processes,
+    unpause our DAGs."""
     home = run_dir / "airflow"
-    home.mkdir(parents=True, exist_ok=True)
-    metadata = _sqlalchemy_url(postgres.create_database(admin_url, "airflow"))
-    env = airflow_env(home, metadata, data_url)
+    metadata = sqlalchemy_url(postgres.create_database(admin_url, "airflow"))
+    env = configure(home, metadata, data_url)
     migrated = run(env, "db", "migrate")
     if migrated.returncode != 0:
         raise RuntimeError(migrated.stderr[-2000:])
     for command in ("api-server", "scheduler", "dag-processor"):
         spawn(f"airflow-{command}", [AIRFLOW, command], run_dir, env, detach=True)
-    _wait_api()
+    wait_api()
     run(env, "dags", "reserialize")
     for dag_id in UNPAUSED:
         run(env, "dags", "unpause", dag_id)
@@ -79,6 +120,7 @@ def up(run_dir: Path, admin_url: str, data_url: str) -> None:
     password = json.loads(passwords.read_text()).get("admin") if passwords.exists() else "?"
     print(f"Airflow UI and REST API: http://127.0.0.1:{PORT}  (user admin, password {password},"
           f" from {passwords})")
-    print(f"{', '.join(UNPAUSED)} are unpaused; backfill with e.g.\n"
-          f"  AIRFLOW_HOME={home} .venv/bin/airflow backfill create --dag-id beacon_rollups"
-          " --from-date 2026-11-25T00:00:00+00:00 --to-date 2026-11-25T03:00:00+00:00")
+    print(f"{', '.join(UNPAUSED)} are unpaused. `airflow` commands need only"
+          f" AIRFLOW_HOME={home} (settings in its airflow.cfg), e.g. to rerun the last three"
+          " closed hours (add --dry-run to list them first):\n  "
+          + backfill_command(home, datetime.now(UTC)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -125,12 +125,42 @@ def _minutes_miss_beacons(conn: psycopg.Connection, bounds: dict, first: datetim
     return raw > 0 and raw != conn.execute(_ROLLED_COUNT_SQL, held).fetchone()[0]
 
 
+def floor_hour(instant: datetime) -> datetime:
+    return instant.replace(minute=0, second=0, microsecond=0)
+
+
 def hours_of(start: datetime, end: datetime) -> Iterator[datetime]:
     """The hour starts of [start, end) (start is floored to the hour)."""
-    hour = start.replace(minute=0, second=0, microsecond=0)
+    hour = floor_hour(start)
     while hour < end:
         yield hour
         hour += HOUR
+
+
+def _utc(instant: datetime) -> datetime:
+    """The instant as a plain UTC datetime: whole UTC hours even from an offset such as +05:30,
+    and Airflow's pendulum DateTimes drop a stdlib tzinfo in arithmetic."""
+    utc = instant.astimezone(UTC)
+    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second,
+                    utc.microsecond, tzinfo=UTC)
+
+
+def resolve_run_interval(
+    start: datetime | None, end: datetime | None, run_after: datetime, now: datetime
+) -> tuple[datetime, datetime]:
+    """The whole hours [start, end) a DAG run rolls up: its data interval widened to whole
+    hours (scheduled and backfill runs, a manual run with a logical date or an interval) or,
+    for a manual run without a logical date (no interval), the last hour closed at
+    `run_after`. Raises ValueError when an hour of it has not ended at `now`: a published
+    hour must be complete."""
+    if start is None or end is None:
+        end = floor_hour(_utc(run_after))
+        start = end - HOUR
+    start, end = floor_hour(_utc(start)), floor_hour(_utc(end) + HOUR - timedelta(microseconds=1))
+    if end > now:
+        raise ValueError(f"the hours {start.isoformat()} to {end.isoformat()} have not all"
+                         f" ended at {now.isoformat()}: an hour is published once it is closed")
+    return start, end
 
 
 def roll_up_interval(

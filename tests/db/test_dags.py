@@ -1,42 +1,91 @@
-"""The DAG folder imports cleanly and the DAGs run (`airflow dags test`) against real PostgreSQL.
+"""The DAG folder imports cleanly, the DAGs run against real PostgreSQL, and Airflow configured
+as `make airflow` does answers the commands it prints, the commands in docs/rollups.md and
+the UI's Trigger button.
 
-Airflow runs in a subprocess (its settings are read at import) with a throwaway SQLite
-metadata database; the DAGs' own work goes to the test session's PostgreSQL database.
+Airflow runs in subprocesses (its settings are read at import) with an AIRFLOW_HOME written by
+`edgestats_stack.airflow.configure` and a metadata database of its own; the DAGs' work goes to
+the test session's PostgreSQL database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import re
+import signal
+import subprocess
+import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from edgestats_stack.airflow import airflow_env, run
+from edgestats_stack import postgres
+from edgestats_stack.airflow import (
+    AIRFLOW,
+    REPO,
+    backfill_command,
+    configure,
+    run,
+    sqlalchemy_url,
+    wait_api,
+)
+from edgestats_stack.processes import free_port, spawn
+from metrics_service import rollups
 from tests.builders import beacon, session_profile
 from tests.db.test_rollups import store
 
 pytestmark = pytest.mark.db
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Airflow:
+    home: Path
+    env: dict[str, str]
+    port: int
 
 
 @pytest.fixture(scope="module")
-def env(db_url, tmp_path_factory):
+def airflow(db_url, tmp_path_factory) -> Iterator[Airflow]:
+    """An AIRFLOW_HOME configured and migrated as `make airflow` does, DAGs serialized."""
     home = tmp_path_factory.mktemp("airflow")
-    environment = airflow_env(home, f"sqlite:///{home}/airflow.db", db_url)
-    migrated = run(environment, "db", "migrate")
+    admin = postgres.with_database(db_url, "postgres")
+    name = f"airflow_test_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = configure(home, sqlalchemy_url(postgres.create_database(admin, name)), db_url, port)
+    migrated = run(env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-2000:]
-    return environment
+    serialized = run(env, "dags", "reserialize")
+    assert serialized.returncode == 0, serialized.stderr[-2000:]
+    yield Airflow(home, env, port)
+    postgres.drop_database(admin, name)
 
 
-def test_every_dag_imports(env):
-    errors = run(env, "dags", "list-import-errors", "--output", "json")
+def bare_env() -> dict[str, str]:
+    """An operator's shell: no Airflow setting, no DATABASE_URL, no PYTHONPATH."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("AIRFLOW") and k not in ("DATABASE_URL", "PYTHONPATH")}
+
+
+def shell(command: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=bare_env(), capture_output=True,
+                          text=True, check=False)
+
+
+def test_every_dag_imports(airflow):
+    errors = run(airflow.env, "dags", "list-import-errors", "--output", "json")
     assert errors.returncode == 0, errors.stderr[-2000:]
     # stdout may start with warnings; the answer is its last line
     assert errors.stdout.strip().splitlines()[-1] in ("[]", "No data found"), errors.stdout
-    assert run(env, "dags", "reserialize").returncode == 0
-    listed = run(env, "dags", "list", "--output", "json")
+    listed = run(airflow.env, "dags", "list", "--output", "json")
     assert {"beacon_rollups", "maintenance"} <= {d["dag_id"] for d in _json(listed.stdout)}
 
 
@@ -45,25 +94,155 @@ def _json(text: str) -> list[dict]:
     return json.loads(text.strip().splitlines()[-1])
 
 
-def test_beacon_rollups_publishes_its_hour(env, db_url):
-    """`dags test` with an end date runs the interval before it, like the scheduler."""
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
-    customer_id = f"c-{uuid.uuid4().hex[:10]}"
-    rng = random.Random(3)
+def _store_beacons(db_url: str, customer_id: str, hour: datetime, count: int) -> None:
+    rng = random.Random(count)
     profile = session_profile(0, ["ch-1"], rng)
-    beacons = [beacon(customer_id, profile, end - timedelta(seconds=5 * (i + 1)), rng)
-               for i in range(100)]
+    beacons = [beacon(customer_id, profile, hour + timedelta(seconds=5 * (i + 1)), rng)
+               for i in range(count)]
     store(db_url, customer_id, beacons, datetime.now(UTC))
-    result = run(env, "dags", "test", "beacon_rollups", end.isoformat())
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def _hour_rows(db_url: str, customer_id: str) -> dict[datetime, int]:
     with psycopg.connect(db_url) as conn:
-        hour_rows = conn.execute(
+        return dict(conn.execute(
             'SELECT "time", sum(beacons)::int FROM beacons_hour WHERE customer_id = %s GROUP BY 1',
             (customer_id,),
-        ).fetchall()
-    assert hour_rows == [(end - timedelta(hours=1), 100)]
+        ).fetchall())
 
 
-def test_maintenance_runs(env):
-    result = run(env, "dags", "test", "maintenance", datetime.now(UTC).isoformat())
+def test_beacon_rollups_publishes_its_hour(airflow, db_url):
+    """`dags test` with a date runs the hour ending at it (Airflow's manual data interval)."""
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    _store_beacons(db_url, customer_id, end - HOUR, 100)
+    result = run(airflow.env, "dags", "test", "beacon_rollups", end.isoformat())
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert _hour_rows(db_url, customer_id) == {end - HOUR: 100}
+
+
+def test_maintenance_runs(airflow):
+    result = run(airflow.env, "dags", "test", "maintenance", datetime.now(UTC).isoformat())
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_printed_backfill_command_lists_its_hours(airflow):
+    """The exact text `make airflow` prints, plus --dry-run, in a shell with no other setting."""
+    now = datetime.now(UTC)
+    listed = shell(backfill_command(airflow.home, now) + " --dry-run")
+    assert listed.returncode == 0, (listed.stdout + listed.stderr)[-3000:]
+    last = now.replace(minute=0, second=0, microsecond=0) - HOUR
+    assert _dry_run_hours(listed.stdout) == [last - 2 * HOUR, last - HOUR, last]
+
+
+def _dry_run_hours(output: str) -> list[datetime]:
+    """The logical dates in the table `backfill create --dry-run` prints."""
+    dates = re.findall(r"^\| (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00) ", output, re.MULTILINE)
+    return [datetime.fromisoformat(d) for d in dates]
+
+
+class AirflowApi:
+    """Airflow's REST API as the UI calls it: a SimpleAuthManager token, JSON bodies."""
+
+    def __init__(self, port: int, password: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = ""
+        self.token = self.call("POST", "/auth/token",
+                               {"username": "admin", "password": password})["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            self.base + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def airflow_api(airflow) -> Iterator[AirflowApi]:
+    """api-server and scheduler running on the configured home, beacon_rollups unpaused."""
+    processes = [spawn(f"airflow-{command}", [AIRFLOW, command], airflow.home, airflow.env)
+                 for command in ("api-server", "scheduler")]
+    try:
+        wait_api(airflow.port)
+        passwords = airflow.home / "simple_auth_manager_passwords.json.generated"
+        api = AirflowApi(airflow.port, json.loads(passwords.read_text())["admin"])
+        api.call("PATCH", "/api/v2/dags/beacon_rollups", {"is_paused": False})
+        yield api
+    finally:
+        for process in processes:  # each leads its own session, with its workers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.popen.wait()
+
+
+# the body the UI's Trigger form posts (Airflow 3.3.2) when no field is filled in
+UI_TRIGGER = {"conf": {}, "data_interval_start": None, "data_interval_end": None,
+              "logical_date": None, "partition_key": None}
+
+
+def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
+    if datetime.now(UTC).minute == 59:  # the last closed hour must not change meanwhile
+        time.sleep(61 - datetime.now(UTC).second)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    closed, dated, late = now - HOUR, now - 6 * HOUR, now - 10 * HOUR
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    _store_beacons(db_url, customer_id, closed, 3)
+    _store_beacons(db_url, customer_id, dated - HOUR, 4)
+    _store_beacons(db_url, customer_id, late, 1)
+    rollups.roll_up_interval(db_url, late, late + HOUR)
+    _store_beacons(db_url, customer_id, late + timedelta(minutes=30), 2)  # late data
+
+    logical = (dated + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    runs = {date: airflow_api.call("POST", "/api/v2/dags/beacon_rollups/dagRuns",
+                                   {**UI_TRIGGER, "logical_date": date})
+            for date in (None, logical)}
+    assert runs[None]["logical_date"] is None and runs[None]["data_interval_start"] is None
+    assert datetime.fromisoformat(runs[logical]["data_interval_start"]) == dated - HOUR
+    assert _wait_for(airflow_api, runs.values()) == ["success", "success"]
+
+    rolled = {date: _xcom(airflow_api, run["dag_run_id"], "roll_up_hour")
+              for date, run in runs.items()}
+    assert list(rolled[None]) == [closed.isoformat()] and rolled[None][closed.isoformat()] >= 3
+    assert list(rolled[logical]) == [(dated - HOUR).isoformat()]
+    # the late hour is re-rolled by the first run that looks (a manual or the scheduled one)
+    assert _hour_rows(db_url, customer_id) == {closed: 3, dated - HOUR: 4, late: 3}
+
+
+def _wait_for(api: AirflowApi, runs, timeout: float = 180.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [api.call("GET", f"/api/v2/dags/beacon_rollups/dagRuns/{r['dag_run_id']}")
+                  ["state"] for r in runs]
+        if all(s in ("success", "failed") for s in states) or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
+def _xcom(api: AirflowApi, run_id: str, task_id: str):
+    path = (f"/api/v2/dags/beacon_rollups/dagRuns/{run_id}/taskInstances/{task_id}"
+            "/xcomEntries/return_value")
+    return api.call("GET", path)["value"]
+
+
+def _documented_commands(path: Path) -> list[str]:
+    """The `airflow` command lines of a file's ```sh blocks (continuations joined)."""
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", path.read_text(), re.DOTALL))
+    return [line for line in blocks.replace("\\\n", "").splitlines() if "bin/airflow " in line]
+
+
+def test_documented_commands_work_as_written(airflow, tmp_path):
+    """Every command of docs/rollups.md and the DAG's doc, from a checkout-like directory:
+    .run/airflow is the configured home, .venv the project's."""
+    (tmp_path / ".run").mkdir()
+    (tmp_path / ".run" / "airflow").symlink_to(airflow.home)
+    (tmp_path / ".venv").symlink_to(Path(AIRFLOW).parents[1])
+    commands = [*_documented_commands(REPO / "docs" / "rollups.md"),
+                *_documented_commands(REPO / "dags" / "beacon_rollups.py")]
+    assert len(commands) == 4
+    for command in dict.fromkeys(commands):
+        done = shell(command, cwd=tmp_path)
+        assert done.returncode == 0, (command, (done.stdout + done.stderr)[-3000:])
+        if "backfill create" in command:
+            start = datetime(2026, 11, 25, tzinfo=UTC)
+            assert _dry_run_hours(done.stdout) == [start + h * HOUR for h in range(4)]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from edgestats_stack.airflow import airflow_env, run
+from edgestats_stack.airflow import configure, run
 from tests import usage_oracle as oracle
 from tests.usage_oracle import DAY, HOUR
 from usage_billing_service import facts
@@ -153,7 +153,7 @@ def test_billing_period_totals(db_url):
 @pytest.fixture(scope="module")
 def airflow(db_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow")
-    environment = airflow_env(home, f"sqlite:///{home}/airflow.db", db_url)
+    environment = configure(home, f"sqlite:///{home}/airflow.db", db_url)
     migrated = run(environment, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-2000:]
     return environment

@@ -57,7 +57,7 @@ SELECT (SELECT rolled_to FROM rollup_progress WHERE hour = %(start)s),
         AND minute < %(end)s)
 """
 _RAW_COUNT_SQL = 'SELECT count(*) FROM beacons WHERE "time" >= %(start)s AND "time" < %(end)s'
-_ROLLED_COUNT_SQL = ('SELECT coalesce(sum(beacons), 0) FROM beacons_minute_totals'
+_ROLLED_COUNT_SQL = ('SELECT coalesce(sum(beacons), 0)::bigint FROM beacons_minute_totals'
                      ' WHERE "time" >= %(start)s AND "time" < %(end)s')
 
 

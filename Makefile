@@ -58,6 +58,7 @@ lint: setup  ## ruff, buf lint, buf breaking against main
 	bash scripts/buf_check.sh
 
 bench: setup  ## benchmarks (see docs/performance.md)
+	$(BIN)/pip install -q -r bench/requirements.txt
 	$(BIN)/python -m bench.ingest_throughput
 	$(BIN)/python -m bench.query_latency
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 
+from edgestats_core import run_intervals
 from edgestats_core.metrics.rollup_rows import DIMS, merged_select, minute_select
 
 HOUR = timedelta(hours=1)
@@ -137,14 +138,6 @@ def hours_of(start: datetime, end: datetime) -> Iterator[datetime]:
         hour += HOUR
 
 
-def _utc(instant: datetime) -> datetime:
-    """The instant as a plain UTC datetime: whole UTC hours even from an offset such as +05:30,
-    and Airflow's pendulum DateTimes drop a stdlib tzinfo in arithmetic."""
-    utc = instant.astimezone(UTC)
-    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second,
-                    utc.microsecond, tzinfo=UTC)
-
-
 def resolve_run_interval(
     start: datetime | None, end: datetime | None, run_after: datetime, now: datetime
 ) -> tuple[datetime, datetime]:
@@ -152,15 +145,8 @@ def resolve_run_interval(
     hours (scheduled and backfill runs, a manual run with a logical date or an interval) or,
     for a manual run without a logical date (no interval), the last hour closed at
     `run_after`. Raises ValueError when an hour of it has not ended at `now`: a published
-    hour must be complete."""
-    if start is None or end is None:
-        end = floor_hour(_utc(run_after))
-        start = end - HOUR
-    start, end = floor_hour(_utc(start)), floor_hour(_utc(end) + HOUR - timedelta(microseconds=1))
-    if end > now:
-        raise ValueError(f"the hours {start.isoformat()} to {end.isoformat()} have not all"
-                         f" ended at {now.isoformat()}: an hour is published once it is closed")
-    return start, end
+    hour must be complete (`run_intervals.resolve_run_interval` with hours)."""
+    return run_intervals.resolve_run_interval(start, end, run_after, now, run_intervals.HOUR)
 
 
 def roll_up_interval(

@@ -39,11 +39,13 @@ from edgestats_stack.airflow import (
 )
 from edgestats_stack.processes import free_port, spawn
 from metrics_service import rollups
+from tests import usage_oracle
 from tests.builders import beacon, session_profile
 from tests.db.test_rollups import store
 
 pytestmark = pytest.mark.db
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -181,10 +183,16 @@ UI_TRIGGER = {"conf": {}, "data_interval_start": None, "data_interval_end": None
               "logical_date": None, "partition_key": None}
 
 
-def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
-    if datetime.now(UTC).minute == 59:  # the last closed hour must not change meanwhile
+def _current_hour() -> datetime:
+    """The start of the current UTC hour, with at least a minute of it left: the last closed
+    hour (and day) must not change while a test's runs are triggered."""
+    if datetime.now(UTC).minute == 59:
         time.sleep(61 - datetime.now(UTC).second)
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
+    now = _current_hour()
     closed, dated, late = now - HOUR, now - 6 * HOUR, now - 10 * HOUR
     customer_id = f"c-{uuid.uuid4().hex[:10]}"
     _store_beacons(db_url, customer_id, closed, 3)
@@ -199,9 +207,9 @@ def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
             for date in (None, logical)}
     assert runs[None]["logical_date"] is None and runs[None]["data_interval_start"] is None
     assert datetime.fromisoformat(runs[logical]["data_interval_start"]) == dated - HOUR
-    assert _wait_for(airflow_api, runs.values()) == ["success", "success"]
+    assert _wait_for(airflow_api, "beacon_rollups", runs.values()) == ["success", "success"]
 
-    rolled = {date: _xcom(airflow_api, run["dag_run_id"], "roll_up_hour")
+    rolled = {date: _xcom(airflow_api, "beacon_rollups", run["dag_run_id"], "roll_up_hour")
               for date, run in runs.items()}
     assert list(rolled[None]) == [closed.isoformat()] and rolled[None][closed.isoformat()] >= 3
     assert list(rolled[logical]) == [(dated - HOUR).isoformat()]
@@ -209,18 +217,74 @@ def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
     assert _hour_rows(db_url, customer_id) == {closed: 3, dated - HOUR: 4, late: 3}
 
 
-def _wait_for(api: AirflowApi, runs, timeout: float = 180.0) -> list[str]:
+def _ui_date(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_ui_trigger_usage_facts_with_and_without_logical_date(airflow_api, db_url):
+    """Without a logical date usage_facts_hourly computes the last closed hour and
+    usage_facts_daily the last closed day with its billing periods; with one, the interval
+    Airflow infers (the hour or day ending at the date floored to it)."""
+    now = _current_hour()
+    today = now.replace(hour=0)
+    closed_hour, dated_hour = now - HOUR, now - 7 * HOUR
+    closed_day, dated_day = today - DAY, today - 4 * DAY
+    e = usage_oracle.event
+    hourly_user = usage_oracle.create_user(db_url, 0, today - 9 * DAY)
+    usage_oracle.insert(db_url, hourly_user, [
+        e(hourly_user, "bandwidth", closed_hour + timedelta(minutes=5), 10, None, "t"),
+        e(hourly_user, "bandwidth", dated_hour + timedelta(minutes=5), 20, None, "t")])
+    daily_user = usage_oracle.create_user(db_url, 0, today - 2 * DAY)  # after dated_day
+    usage_oracle.insert(db_url, daily_user, [
+        e(daily_user, "storage", closed_day + 2 * HOUR, 300),
+        e(daily_user, "conversion", dated_day + 3 * HOUR, 40)])
+    dated = {"usage_facts_hourly": dated_hour + HOUR + timedelta(minutes=20),
+             "usage_facts_daily": dated_day + DAY + 5 * HOUR}
+    runs = {}
+    for dag_id, date in dated.items():
+        airflow_api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        runs[dag_id] = [airflow_api.call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                                         {**UI_TRIGGER, "logical_date": logical})
+                        for logical in (None, _ui_date(date))]
+    for dag_id, (plain, with_date) in runs.items():
+        assert plain["logical_date"] is None and plain["data_interval_start"] is None
+        assert _wait_for(airflow_api, dag_id, (plain, with_date)) == ["success", "success"]
+
+    hours = [_xcom(airflow_api, "usage_facts_hourly", r["dag_run_id"], "compute_tag_hours")
+             for r in runs["usage_facts_hourly"]]
+    assert [list(h) for h in hours] == [[closed_hour.isoformat()], [dated_hour.isoformat()]]
+    days = [_xcom(airflow_api, "usage_facts_daily", r["dag_run_id"], "compute_days")
+            for r in runs["usage_facts_daily"]]
+    assert [list(d) for d in days] == [[closed_day.isoformat()], [dated_day.isoformat()]]
+    with psycopg.connect(db_url) as conn:
+        tag_hours = conn.execute(
+            "SELECT hour, bytes FROM usage_tag_hour_facts WHERE user_id = %s",
+            (hourly_user.user_id,)).fetchall()
+        daily = conn.execute(
+            "SELECT day, type, bytes FROM usage_daily_facts WHERE user_id = %s",
+            (daily_user.user_id,)).fetchall()
+        totals = conn.execute(
+            "SELECT period_start, type, bytes FROM usage_period_totals WHERE user_id = %s",
+            (daily_user.user_id,)).fetchall()
+    assert dict(tag_hours) == {closed_hour: 10, dated_hour: 20}
+    assert sorted(daily) == [(dated_day.date(), "conversion", 40),
+                             (closed_day.date(), "storage", 300)]
+    # the billing period the last closed day touches (dated_day is before the subscription)
+    assert totals == [(today - 2 * DAY, "storage", 300)]
+
+
+def _wait_for(api: AirflowApi, dag_id: str, runs, timeout: float = 180.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
-        states = [api.call("GET", f"/api/v2/dags/beacon_rollups/dagRuns/{r['dag_run_id']}")
-                  ["state"] for r in runs]
+        states = [api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{r['dag_run_id']}")["state"]
+                  for r in runs]
         if all(s in ("success", "failed") for s in states) or time.monotonic() > deadline:
             return states
         time.sleep(1)
 
 
-def _xcom(api: AirflowApi, run_id: str, task_id: str):
-    path = (f"/api/v2/dags/beacon_rollups/dagRuns/{run_id}/taskInstances/{task_id}"
+def _xcom(api: AirflowApi, dag_id: str, run_id: str, task_id: str):
+    path = (f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
             "/xcomEntries/return_value")
     return api.call("GET", path)["value"]
 

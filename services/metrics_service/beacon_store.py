@@ -18,10 +18,10 @@ _COPY = sql.SQL("COPY beacons_in ({}) FROM STDIN").format(_COLUMN_LIST)
 # DO NOTHING also absorbs duplicates inside the same batch. New beacons of an hour already
 # rolled up mark it stale (rollup_stale), and those of a minute already rolled into the
 # minute layer (before rollup_progress.fenced_to) mark that minute late, in the same
-# transaction: queries then read them from raw until they are re-rolled. Beacons of an hour
-# the minute roller does not follow (before the previous hour) or of a published hour mark
-# it pending (rollup_pending): the roller rolls it up within seconds. Returns the number of
-# new beacons.
+# transaction: queries then read them from raw until they are re-rolled. Every hour of new
+# beacons is marked pending (rollup_pending; one row an hour, an index probe when marked):
+# the roller publishes it once closed, or again after late data. Returns the number of new
+# beacons.
 # Before the merge (so that its snapshot sees a minute roll's fence): hold each recent hour
 # of the batch shared, which a minute roll takes exclusively to wait for the ingests in
 # flight. The roller only works on the current and the previous hour: older beacons need
@@ -48,8 +48,6 @@ WITH new AS (
 ), pending AS (
     INSERT INTO rollup_pending (hour)
     SELECT DISTINCT date_trunc('hour', "time") FROM new
-    WHERE "time" < date_trunc('hour', now()) - interval '1 hour'
-       OR date_trunc('hour', "time") IN (SELECT hour FROM rollup_runs)
     ON CONFLICT DO NOTHING
 )
 SELECT count(*) FROM new

@@ -7,11 +7,12 @@ just-closed hour into beacons_minute and beacons_minute_totals every few seconds
 records how far in rollup_progress; readers take [hour, rolled_to) from those rows and only
 the rest from raw (`rollup_rows.COVERAGE_SQL`).
 
-Every minute rolled, whether or not Airflow runs (issue #14): once the roller completed a
-closed hour it publishes it (`rollups.roll_up_hour`: hour rows merged from its minute rows),
-and it rolls up the hours ingestion marked pending (beacons of an hour before the previous
-one — history loaded late — or of a published hour) once they are quiet for `QUIET`. The
-hourly DAG publishes and verifies the same way; both are idempotent.
+Every minute rolled, whether or not Airflow runs (issue #14): ingestion marks every hour
+that receives beacons pending (rollup_pending, in the beacons' transaction); the roller
+publishes each pending hour once it is closed (`rollups.roll_up_hour`: from the minute rows
+where it completed them, only late minutes from raw; from raw beacons for history loaded
+late), and again when late data marks a published hour. The hourly DAG publishes and
+verifies the same way; both are idempotent.
 
 Never behind raw: a roll first *fences* the hour — it takes the hour's advisory lock
 exclusively, which waits for the ingest transactions in flight (they hold it shared,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,8 +46,16 @@ ROLLER_LOCK = (7304, 0)
 LAG = timedelta(seconds=10)
 HOUR = timedelta(hours=1)
 # a pending hour is rolled up once ingestion marked it this long ago (a load in progress
-# into it is rolled after, not after every batch)
+# into it is rolled after, not after every batch); a published hour with late data waits
+# longer: readers take it from its minute rows up to the earliest late minute meanwhile,
+# and each re-roll merges all of its hour rows again
 QUIET = timedelta(seconds=5)
+QUIET_PUBLISHED = timedelta(seconds=60)
+# a closed hour is published this long after its end: beacons a little late land in the
+# minute layer (re-rolled from their minute) instead of re-merging a published hour
+PUBLISH_GRACE = timedelta(minutes=1)
+# at most this long publishing per cycle, so that the current minutes stay fresh
+BUDGET = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -124,22 +134,24 @@ def roll_up_minutes(conn: psycopg.Connection, upto: datetime) -> list[MinuteRoll
     return done
 
 
-def publish_completed_hours(conn: psycopg.Connection, upto: datetime) -> list[rollups.HourRollup]:
-    """Publish the hours ended by `upto` whose minutes the roller completed (rollup_progress
-    at the hour's end) and the hourly roll-up has not published: hour rows from minute rows."""
-    hours = [row[0] for row in conn.execute(
-        "SELECT hour FROM rollup_progress p WHERE rolled_to >= hour + interval '1 hour'"
-        " AND hour + interval '1 hour' <= %s"
-        " AND NOT EXISTS (SELECT FROM rollup_runs r WHERE r.hour = p.hour) ORDER BY hour",
-        (upto,))]
-    return [rollups.roll_up_hour(conn, hour) for hour in hours]
-
-
-def roll_up_pending_hour(conn: psycopg.Connection) -> rollups.HourRollup | None:
-    """Roll up the oldest hour ingestion marked pending at least `QUIET` ago (None: none)."""
-    row = conn.execute("SELECT hour FROM rollup_pending WHERE marked_at < now() - %s"
-                       " ORDER BY hour LIMIT 1", (QUIET,)).fetchone()
-    return rollups.roll_up_hour(conn, row[0]) if row else None
+def roll_up_pending_hours(
+    conn: psycopg.Connection, budget: timedelta = BUDGET,
+) -> list[rollups.HourRollup]:
+    """Publish the hours ingestion marked pending (every hour that received beacons), oldest
+    first, once closed for `PUBLISH_GRACE` and marked at least `QUIET` ago (`QUIET_PUBLISHED`
+    for a published hour with late data), until none is left or `budget` is spent."""
+    done: list[rollups.HourRollup] = []
+    deadline = time.monotonic() + budget.total_seconds()
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT hour FROM rollup_pending p WHERE hour + interval '1 hour' <= now() - %s"
+            " AND marked_at < now() - CASE WHEN EXISTS"
+            " (SELECT FROM rollup_runs r WHERE r.hour = p.hour) THEN %s ELSE %s END"
+            " ORDER BY hour LIMIT 1", (PUBLISH_GRACE, QUIET_PUBLISHED, QUIET)).fetchone()
+        if row is None:
+            break
+        done.append(rollups.roll_up_hour(conn, row[0]))
+    return done
 
 
 @dataclass(frozen=True)
@@ -148,18 +160,15 @@ class Cycle:
 
     minutes: list[MinuteRoll]
     published: list[rollups.HourRollup]
-    pending: rollups.HourRollup | None = None
 
 
 def roll_up_recent_minutes(url: str, now: datetime) -> Cycle:
     """One cycle of the roller, unless another process is rolling (then nothing): the
-    minutes closed `LAG` before `now`, the completed hours, one pending hour."""
+    minutes closed `LAG` before `now`, then the pending hours."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", ROLLER_LOCK).fetchone()[0]:
             return Cycle([], [])
-        minutes = roll_up_minutes(conn, now - LAG)
-        published = publish_completed_hours(conn, now - LAG)
-        return Cycle(minutes, published, roll_up_pending_hour(conn))
+        return Cycle(roll_up_minutes(conn, now - LAG), roll_up_pending_hours(conn))
 
 
 async def roll_minutes_forever(settings: Settings) -> None:
@@ -181,6 +190,6 @@ async def roll_minutes_forever(settings: Settings) -> None:
             continue
         for roll in rolls.minutes:
             log.info("rolled minutes %s to %s", roll.start.isoformat(), roll.end.isoformat())
-        for hour in [*rolls.published, *([rolls.pending] if rolls.pending else [])]:
+        for hour in rolls.published:
             log.info("published hour %s (%d beacons; raw read from %s)", hour.hour.isoformat(),
                      hour.raw_beacons, hour.from_minutes and hour.from_minutes.isoformat())

@@ -1,7 +1,8 @@
 """Every minute rolled, whether or not Airflow runs (issue #14): an hour the minute roller
-completed is published from its minute rows without reading raw beacons; history loaded late
-and late beacons of a published hour are marked pending by ingestion and rolled by the
-roller; only late minutes are recomputed; the DAG's verification recomputes minutes that
+completed is published from its minute rows without reading raw beacons; every hour that
+receives beacons is marked pending by ingestion and published by the roller once closed
+(history loaded late at once); a late beacon of a published hour re-rolls only its minutes
+and readers keep its minute rows up to it; the DAG's verification recomputes minutes that
 miss beacons. Expected rows are computed here from the beacons."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from edgestats_cli.main import main
 from edgestats_core.config import Settings
+from edgestats_core.metrics.rollup_rows import Coverage
 from metrics_service import minute_rollups, rollups
 from tests.db.test_minute_rollups import coverage_of, fresh_hour, roll
 from tests.db.test_minute_rollups import own_database_url as own_database_url
@@ -50,8 +52,7 @@ def test_a_completed_hour_is_published_from_its_minute_rows(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
         # raw beacons gone: only the minute rows can give the hour rows now
         conn.execute("DELETE FROM beacons WHERE customer_id = %s", (customer_id,))
-        [published] = [p for p in minute_rollups.publish_completed_hours(conn, hour + HOUR)
-                       if p.hour == hour]
+        published = rollups.roll_up_hour(conn, hour)  # what the roller does once it closed
     assert published.from_minutes is None and published.minute_rows == 0
     assert isinstance(published.raw_beacons, int) and published.raw_beacons >= len(beacons)
     assert coverage_of(db_url, hour).hours == {hour}
@@ -70,11 +71,13 @@ def test_a_late_beacon_of_a_published_hour_re_rolls_its_minutes_only(db_url):
             if b["__time"] >= hour + 40 * MINUTE]
     assert late
     store(db_url, customer_id, late, datetime.now(UTC))
+    earliest = min(b["__time"] for b in late).replace(second=0)
     assert hour in pending(db_url)
-    assert coverage_of(db_url, hour).hours == frozenset()  # stale: readers take raw
+    # stale: readers take the minute rows up to the earliest late minute, raw after it
+    assert coverage_of(db_url, hour) == Coverage(frozenset(), frozenset({(hour, earliest)}))
     with psycopg.connect(db_url, autocommit=True) as conn:
         redone = rollups.roll_up_hour(conn, hour)
-    assert redone.from_minutes == min(b["__time"] for b in late).replace(second=0)
+    assert redone.from_minutes == earliest
     assert hour not in pending(db_url)
     assert coverage_of(db_url, hour).hours == {hour}
     assert_hour_rolled(db_url, customer_id, beacons + late)
@@ -104,9 +107,13 @@ def test_history_loaded_late_is_published_by_the_roller_loop(own_database_url):
     customer_id = f"c-{uuid.uuid4().hex[:10]}"
     top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
     beacons = make_beacons(customer_id, top - 2 * HOUR, 2, sessions=10, seed=35)
-    store(url, customer_id, beacons, datetime.now(UTC))
+    now = datetime.now(UTC)
+    current = [dict(b, __time=now - timedelta(seconds=5 * i), SessionId=f"now-{i % 3}")
+               for i, b in enumerate(beacons[:12])]
+    store(url, customer_id, beacons + current, now)
     hours = {top - 2 * HOUR, top - HOUR}
-    assert pending(url) == hours
+    current_hours = {b["__time"].replace(minute=0, second=0, microsecond=0) for b in current}
+    assert pending(url) == hours | current_hours
 
     async def roll_until_published() -> None:
         loop = asyncio.create_task(minute_rollups.roll_minutes_forever(
@@ -118,7 +125,7 @@ def test_history_loaded_late_is_published_by_the_roller_loop(own_database_url):
             loop.cancel()
 
     asyncio.run(asyncio.wait_for(roll_until_published(), 60))
-    assert pending(url) == set()
+    assert pending(url) == current_hours  # not closed yet: published after the grace
     assert_hour_rolled(url, customer_id, beacons)
 
 

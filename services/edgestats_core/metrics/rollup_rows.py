@@ -37,8 +37,9 @@ TOTALS_DIMENSIONS = frozenset({"source"})
 # What the rollups hold of the hours of [%(start)s, %(end)s), one row per hour:
 # (hour, NULL) when the hourly roll-up published it (both layers) and no later ingest marked
 # it stale (rollup_stale); (hour, minutes_to) when the minute roller (metrics_service.
-# minute_rollups) rolled [hour, minutes_to) into the minute layer only, up to its earliest
-# late minute. Whatever no row names is read from raw beacons.
+# minute_rollups) rolled [hour, minutes_to) into the minute layer only, or the hour is
+# published but stale: its minute rows hold [hour, minutes_to), up to its earliest late
+# minute. Whatever no row names is read from raw beacons.
 COVERAGE_SQL = """
 SELECT hour, NULL::timestamptz AS minutes_to FROM rollup_runs r
 WHERE hour >= date_trunc('hour', %(start)s::timestamptz) AND hour < %(end)s
@@ -48,7 +49,8 @@ SELECT hour, least(rolled_to, (SELECT min(minute) FROM rollup_late_minutes l
                                WHERE l.minute >= p.hour AND l.minute < p.rolled_to))
 FROM rollup_progress p
 WHERE hour >= date_trunc('hour', %(start)s::timestamptz) AND hour < %(end)s
-  AND rolled_to > hour AND NOT EXISTS (SELECT FROM rollup_runs r WHERE r.hour = p.hour)
+  AND rolled_to > hour AND (NOT EXISTS (SELECT FROM rollup_runs r WHERE r.hour = p.hour)
+                            OR EXISTS (SELECT FROM rollup_stale s WHERE s.hour = p.hour))
 """
 
 

@@ -58,7 +58,7 @@ from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import Stack
 from metrics_service import beacon_store
-from metrics_service.beacon_ingest import beacon_to_item
+from metrics_service.beacon_messages import beacon_to_item
 from metrics_service.beacon_validation import validate_all
 
 GRPC_METHOD = "/edgestats.metrics.v1.BeaconIngestService/IngestBeacons"

@@ -3,7 +3,7 @@ beacon already stored (or one twice), COPY into a staging table and a deduplicat
 
 from __future__ import annotations
 
-from psycopg import AsyncCursor, sql
+from psycopg import sql
 from psycopg.errors import DeadlockDetected, UniqueViolation
 
 from edgestats_core.beacon_columns import COLUMNS
@@ -69,35 +69,33 @@ _MARK_NEW = sql.SQL(
 
 
 async def store(db: Database, rows: list[tuple]) -> int:
-    """Insert rows in one transaction; returns how many were new (the rest were duplicates).
+    """Insert rows, committed together; returns how many were new (the rest duplicates).
 
-    A batch of new beacons is COPYed straight into beacons, in a savepoint; the first
-    duplicate (stored before, or twice in the batch) aborts it, and the batch then goes
-    through the staging table and `INSERT … ON CONFLICT DO NOTHING`. Either way the batch's
-    recent hours are held shared before its rows are written and its late hours and minutes
-    are marked (see above)."""
+    A batch of new beacons is one binary COPY straight into beacons. The first duplicate
+    (stored before, or twice in the batch) fails it: the transaction is rolled back and the
+    batch goes through the staging table and `INSERT … ON CONFLICT DO NOTHING` in a new one.
+    Either way the batch's recent hours are held shared before its rows are written, and its
+    late hours and minutes are marked (see above)."""
     if not rows:
         return 0
     times = sorted({row[0] for row in rows})
-    async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await cur.execute(_HOLD_HOURS_OF, (times,))
+    async with db.connection() as conn:
         try:
-            async with conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
-                copy.set_types(_TYPES)
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute(_HOLD_HOURS_OF, (times,))
+                async with cur.copy(_COPY_DIRECT) as copy:
+                    copy.set_types(_TYPES)
+                    for row in rows:
+                        await copy.write_row(row)
+                await cur.execute(_MARK_NEW, (times,))
+            return len(rows)
+        except (UniqueViolation, DeadlockDetected):
+            pass
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_STAGE)
+            async with cur.copy(_COPY) as copy:
                 for row in rows:
                     await copy.write_row(row)
-        except (UniqueViolation, DeadlockDetected):
-            return await _store_deduplicating(cur, rows)
-        await cur.execute(_MARK_NEW, (times,))
-        return len(rows)
-
-
-async def _store_deduplicating(cur: AsyncCursor, rows: list[tuple]) -> int:
-    """The batch through the staging table; returns how many were new."""
-    await cur.execute(_STAGE)
-    async with cur.copy(_COPY) as copy:
-        for row in rows:
-            await copy.write_row(row)
-    await cur.execute(_HOLD_HOURS)
-    await cur.execute(_MERGE)
-    return (await cur.fetchone())[0]
+            await cur.execute(_HOLD_HOURS)
+            await cur.execute(_MERGE)
+            return (await cur.fetchone())[0]

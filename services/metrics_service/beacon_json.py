@@ -43,6 +43,7 @@ WireBeacon = msgspec.defstruct(
     [(c.name, _FIELD_TYPES[c.type], None) for c in COLUMNS],
     rename={c.name: c.druid for c in COLUMNS},  # unknown keys are ignored
 )
+_BEACONS = msgspec.json.Decoder(list[WireBeacon])
 _BEACON = msgspec.json.Decoder(WireBeacon)
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _ITEM = msgspec.json.Decoder(msgspec.Raw)
@@ -57,22 +58,20 @@ def validate_body(data: bytes, customer_id: str, now: datetime) -> Batch:
     """The body's valid rows (COLUMNS order) and (index, reason) of each invalid item;
     400/413 exactly as `parse_body`."""
     try:
+        if len(data) > MAX_BYTES or not _readable(data):
+            raise _Unreadable
+        try:  # the common case: an array of valid beacons, read in one call
+            beacons = _BEACONS.decode(data)
+        except (msgspec.DecodeError, RecursionError):
+            beacons = None
+        if beacons is not None and len(beacons) <= MAX_ITEMS:
+            instants = _Instants(now)
+            rows = [_row(b, customer_id, instants) for b in beacons]
+            if None not in rows:
+                return Batch(rows)
         return _validate_items(_split(data), customer_id, now)
     except _Unreadable:
         return validate_all(parse_body(data), customer_id, now)
-
-
-def _split(data: bytes) -> list[msgspec.Raw]:
-    """Each item's JSON text: the elements of an array, or the non-blank lines of NDJSON."""
-    if len(data) > MAX_BYTES or not _readable(data):
-        raise _Unreadable
-    try:
-        items = _ITEMS.decode(data)
-    except (msgspec.DecodeError, RecursionError):  # not an array: NDJSON (or one object)
-        items = _lines(data)
-    if len(items) > MAX_ITEMS:
-        raise PayloadTooLarge(f"at most {MAX_ITEMS} items")
-    return items
 
 
 def _readable(data: bytes) -> bool:
@@ -88,6 +87,17 @@ def _readable(data: bytes) -> bool:
     return True
 
 
+def _split(data: bytes) -> list[msgspec.Raw]:
+    """Each item's JSON text: the elements of an array, or the non-blank lines of NDJSON."""
+    try:
+        items = _ITEMS.decode(data)
+    except (msgspec.DecodeError, RecursionError):  # not an array: NDJSON (or one object)
+        items = _lines(data)
+    if len(items) > MAX_ITEMS:
+        raise PayloadTooLarge(f"at most {MAX_ITEMS} items")
+    return items
+
+
 def _lines(data: bytes) -> list[msgspec.Raw]:
     """NDJSON split as parse_body splits it; every line must be JSON msgspec reads, and there
     must be one (an empty body is parse_body's 400)."""
@@ -101,25 +111,57 @@ def _lines(data: bytes) -> list[msgspec.Raw]:
 
 
 def _validate_items(items: list[msgspec.Raw], customer_id: str, now: datetime) -> Batch:
+    """Item by item: the fast path, else validate() on the item as parse_body reads it."""
     batch = Batch()
-    append = batch.rows.append
+    instants = _Instants(now)
     for index, item in enumerate(items):
         try:
-            beacon = _BEACON.decode(item)
-            if (beacon.customer_id == customer_id and beacon.session_id
-                    and beacon.source in SOURCES and beacon.time is not None):
-                append((parse_time(beacon.time, now), *_astuple(beacon)[1:]))
+            row = _row(_BEACON.decode(item), customer_id, instants)
+        except (msgspec.DecodeError, RecursionError):
+            row = None
+        if row is None:
+            try:
+                row = validate(_loaded(item), customer_id, now)
+            except Invalid as exc:
+                batch.rejected.append((index, str(exc)))
                 continue
-        except (msgspec.DecodeError, Invalid, RecursionError):
-            pass
-        try:  # the exact reason, or (rarely) a valid item of a form the fast path refuses
-            append(validate(_loaded(item), customer_id, now))
-        except Invalid as exc:
-            batch.rejected.append((index, str(exc)))
+        batch.rows.append(row)
     return batch
 
 
+def _row(beacon: msgspec.Struct, customer_id: str, instants: _Instants) -> tuple | None:
+    """The row of a beacon msgspec read, or None when validate must decide."""
+    if not (beacon.customer_id == customer_id and beacon.session_id
+            and beacon.source in SOURCES and beacon.time is not None):
+        return None
+    try:
+        instant = instants.of(beacon.time)
+    except Invalid:
+        return None
+    return (instant, *_astuple(beacon)[1:])
+
+
+class _Instants:
+    """parse_time, once per second of epoch-millisecond times (a batch's beacons share a few
+    seconds): for an integer t in parse_time's range, t / 1000 is within half a microsecond
+    of t // 1000 + (t % 1000) / 1000, so parse_time(t) == parse_time(t // 1000 * 1000)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.seconds: dict[int, datetime] = {}
+
+    def of(self, value: object) -> datetime:
+        if type(value) is not int:
+            return parse_time(value, self.now)
+        second = value // 1000
+        instant = self.seconds.get(second)
+        if instant is None:
+            instant = self.seconds[second] = parse_time(second * 1000, self.now)
+        return instant
+
+
 def _loaded(item: msgspec.Raw) -> object:
+    """The item as parse_body reads it."""
     try:
         return loads(bytes(item))
     except ValueError as exc:  # not expected after msgspec read it: let parse_body decide

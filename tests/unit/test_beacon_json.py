@@ -192,3 +192,14 @@ TIMES = st.one_of(st.integers(MS - 40 * 86_400_000, MS + 600_000),
 def test_random_items_get_the_same_answer(pairs):
     items = [{**item(__time=time), **extra} for time, extra in pairs]
     assert_same(json.dumps(items).encode())
+
+
+@pytest.mark.parametrize("offset_ms", [0, 1, 499, 500, 501, 998, 999, 1000, 1001])
+@pytest.mark.parametrize("seconds_ago", [0, 1, 3600, 86_400 * 29, 86_400 * 31, -299, -301])
+def test_epoch_milliseconds_share_their_second(offset_ms, seconds_ago):
+    """The per-second cache of integer times gives parse_time's instant, or sends the item to
+    validate when parse_time refuses it."""
+    base = int(NOW.timestamp()) - seconds_ago
+    times = [base * 1000 + offset_ms, base * 1000, base * 1000 + 999]
+    assert_same(json.dumps([item(__time=t, SessionId=f"s{i}")
+                            for i, t in enumerate(times)]).encode())

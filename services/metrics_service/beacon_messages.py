@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from google.protobuf.message import Message
 
@@ -24,9 +24,9 @@ _DRUID = {c.name: c.druid for c in COLUMNS}
 _FIELDS = [c for c in COLUMNS if c.type != "time"]  # the row after __time
 assert COLUMNS[0].type == "time"
 _VALUES = attrgetter(*(c.name for c in _FIELDS))
-_STRINGS = attrgetter(*(c.name for c in _FIELDS if c.type == "string"))
-_DOUBLES = attrgetter(*(c.name for c in _FIELDS if c.type == "double"))
-_INTS = attrgetter(*(c.name for c in _FIELDS if c.type == "int"))
+_STRINGS = itemgetter(*(i for i, c in enumerate(_FIELDS) if c.type == "string"))
+_DOUBLES = itemgetter(*(i for i, c in enumerate(_FIELDS) if c.type == "double"))
+_INTS = itemgetter(*(i for i, c in enumerate(_FIELDS) if c.type == "int"))
 # fields with presence (`optional` in beacon.proto): all but the required strings
 _OPTIONAL = tuple((i, c.name) for i, c in enumerate(_FIELDS)
                   if c.name not in ("customer_id", "session_id", "source"))
@@ -63,18 +63,18 @@ def _row(beacon: Message, customer_id: str, now: datetime) -> tuple | None:
     if not (beacon.customer_id == customer_id and beacon.session_id
             and beacon.source in SOURCES and beacon.HasField("time")):
         return None
-    strings = _STRINGS(beacon)
+    values = list(_VALUES(beacon))
+    strings = _STRINGS(values)
     if max(map(len, strings)) > MAX_TEXT or "\x00" in "".join(strings):
         return None
     # a sum that overflows only sends a valid beacon the slow way
-    if not math.isfinite(sum(_DOUBLES(beacon))) or min(_INTS(beacon)) < -INT32:
+    if not math.isfinite(sum(_DOUBLES(values))) or min(_INTS(values)) < -INT32:
         return None
     stamp = beacon.time
     try:
         instant = parse_time(stamp.seconds * 1000 + stamp.nanos // 1_000_000, now)
     except Invalid:
         return None
-    values = list(_VALUES(beacon))
     has = beacon.HasField
     for index, name in _OPTIONAL:
         if not values[index] and not has(name):  # "", 0, 0.0, False: set or unset?

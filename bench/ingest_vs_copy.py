@@ -56,6 +56,8 @@ from edgestats_stack.stack import Stack, prepare_database, start_stack
 
 DBNAME = "edgestats_bench"
 KINDS = ("copy", "json", "grpc")
+# a key's default rate (20 requests/s, burst 100) would throttle batches of 500
+NO_RATE_LIMIT = {"EDGESTATS_RATE_LIMIT": "1000000", "EDGESTATS_RATE_BURST": "1000000"}
 
 
 # --- the throwaway cluster -----------------------------------------------------------------
@@ -295,12 +297,38 @@ def cpu_text(cpu: dict[str, float]) -> str:
     return ", ".join(f"{name} {cpu[name]:.2f}" for name in order if name in cpu)
 
 
+OURS = ("load generator", "service", "envoy", "postgres", "other services")
+
+
+def ours(figure: Figure) -> float:
+    """Cores used by the processes of the run (not the rest of the shared machine)."""
+    return sum(figure.cpu.get(name, 0.0) for name in OURS)
+
+
+def per_row_text(figure: Figure) -> str:
+    parts = [f"{name} {figure.cpu[name] / figure.rows_per_s * 1e6:.1f}"
+             for name in OURS if figure.cpu.get(name, 0.0) > 0]
+    total = ours(figure) / figure.rows_per_s * 1e6
+    others = max(0.0, figure.cpu["machine busy"] - ours(figure))
+    return (", ".join(parts) + f"; total {total:.1f} (2 cores ⇒ ≤ {2e6 / total:,.0f} rows/s);"
+            f" rest of the machine {others:.2f} cores")
+
+
 def report(figures: list[Figure], args: argparse.Namespace) -> None:
     copies = {f.processes: f.rows_per_s for f in figures if f.kind == "copy"}
     print("\nratio ingest ÷ plain COPY (same process count):")
     for f in figures:
         if f.kind != "copy" and f.processes in copies:
             print(f"   {label(f):<24} {f.rows_per_s / copies[f.processes]:.3f}")
+    print("\nCPU µs per row (where the time goes; the machine is shared, so this is steadier"
+          " than rows/s):")
+    for f in figures:
+        print(f"   {label(f):<24} {per_row_text(f)}")
+    copy_cost = min(ours(f) / f.rows_per_s for f in figures if f.kind == "copy")
+    for f in figures:
+        if f.kind != "copy":
+            print(f"   CPU-cost ratio, {label(f):<22} plain COPY's µs per row ÷ ingest's:"
+                  f" {copy_cost / (ours(f) / f.rows_per_s):.3f}")
     best_copy = max(copies.values())
     for kind in ("json", "grpc"):
         ingest = [f.rows_per_s for f in figures if f.kind == kind]
@@ -329,7 +357,7 @@ def main() -> None:
         for processes in args.processes:
             figures.append(run("copy", processes, args, cluster, db_url, None))
         run_dir = Path(tempfile.mkdtemp(prefix="edgestats-bench-"))
-        stack = start_stack(run_dir, db_url)
+        stack = start_stack(run_dir, db_url, env=NO_RATE_LIMIT)
         try:
             for kind in args.transport:
                 for processes in args.processes:

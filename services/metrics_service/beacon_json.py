@@ -42,6 +42,7 @@ WireBeacon = msgspec.defstruct(
     "WireBeacon",
     [(c.name, _FIELD_TYPES[c.type], None) for c in COLUMNS],
     rename={c.name: c.druid for c in COLUMNS},  # unknown keys are ignored
+    gc=False,  # scalars only, no cycles: not tracked by the cyclic garbage collector
 )
 _BEACONS = msgspec.json.Decoder(list[WireBeacon])
 _BEACON = msgspec.json.Decoder(WireBeacon)

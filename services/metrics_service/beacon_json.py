@@ -7,9 +7,9 @@ required fields, the tenant, `Source` and `__time`, and the struct becomes the r
 
 Exactness by construction: an item the fast path does not accept is decoded by itself with
 `ingest_body`'s parser and given to `validate`, so its reason is `validate`'s; a body msgspec
-cannot read (not JSON, NaN, a lone surrogate, a NUL escape, over the limits) goes whole
-through `parse_body` and `validate_all`. The fast path only accepts what `validate` accepts,
-with the same row (tests/unit/test_beacon_json.py compares both on odd bodies).
+cannot read (not JSON, NaN, a lone surrogate, a NUL escape, invalid UTF-8, over the limits)
+goes whole through `parse_body` and `validate_all`. The fast path only accepts what
+`validate` accepts, with the same row (tests/unit/test_beacon_json.py compares both).
 """
 
 from __future__ import annotations

@@ -99,6 +99,9 @@ ODD_FRAGMENTS = {
     "null __time": '"__time": null',
     "time as key name": '"time": 5',
     "lower-case key": '"customerid": "other"',
+    "escaped key": '"Sourc\\u0065": "satellite"',
+    "escaped key, valid": '"Sourc\\u0065": "cdn", "Channel\\u0049d": "ch"',
+    "escaped value": '"Source": "\\u0063dn"',
 }
 
 

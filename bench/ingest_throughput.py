@@ -17,8 +17,9 @@ client and the whole machine used meanwhile: the machine is shared, so
 "machine busy" near 2.0 with our processes well below it means contention.
 
 `--breakdown` starts no service: it times the service's own functions
-(parse_body, beacon_to_item, validate_all, beacon_store.store) in this process
-against the same database, to show where an ingest batch spends its time.
+(validate_body, validate_messages, beacon_store.store, and the exact fallback
+paths parse_body, beacon_to_item, validate_all) in this process against the
+same database, to show where an ingest batch spends its time.
 `--profile FILE` runs the service under cProfile and prints its hottest functions.
 """
 
@@ -58,7 +59,8 @@ from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import Stack
 from metrics_service import beacon_store
-from metrics_service.beacon_ingest import beacon_to_item
+from metrics_service.beacon_json import validate_body
+from metrics_service.beacon_messages import beacon_to_item, validate_messages
 from metrics_service.beacon_validation import validate_all
 
 GRPC_METHOD = "/edgestats.metrics.v1.BeaconIngestService/IngestBeacons"
@@ -321,25 +323,28 @@ class Stages:
 
 
 async def copy_only(db: Database, rows: list[tuple]) -> None:
-    """store()'s staging COPY alone, rolled back: how much of store() the COPY is."""
+    """store()'s binary COPY into beacons alone, rolled back: how much of store() it is."""
     async with (
         db.connection() as conn,
         conn.transaction(force_rollback=True),
         conn.cursor() as cur,
+        cur.copy(beacon_store._COPY_DIRECT) as copy,
     ):
-        await cur.execute(beacon_store._STAGE)
-        async with cur.copy(beacon_store._COPY) as copy:
-            for row in rows:
-                await copy.write_row(row)
+        copy.set_types(beacon_store._TYPES)
+        for row in rows:
+            await copy.write_row(row)
 
 
-JSON_PARSE = "JSON: parse_body"
+JSON_BODY = "JSON: validate_body (msgspec, checked rows)"
 PROTO_PARSE = "gRPC: IngestBeaconsRequest.FromString"
-TO_ITEM = "gRPC: beacon_to_item"
-VALIDATE_JSON = "validate_all (JSON items)"
-VALIDATE_GRPC = "validate_all (gRPC items)"
-COPY = "store: COPY into beacons_in only (rolled back)"
-STORE = "store() total: COPY + INSERT…ON CONFLICT + commit"
+VALIDATE_GRPC = "gRPC: validate_messages (checked rows)"
+COPY = "store: binary COPY into beacons only (rolled back)"
+STORE = "store() total: locks + COPY + marks + commit"
+# the exact paths taken by items the fast ones refuse (and the whole path before issue #14)
+JSON_PARSE = "  fallback JSON: parse_body"
+VALIDATE_JSON = "  fallback JSON: validate_all"
+TO_ITEM = "  fallback gRPC: beacon_to_item"
+VALIDATE_ITEMS = "  fallback gRPC: validate_all"
 
 
 async def time_batch(db: Database, customer_id: str, chunk: list[dict], stages: Stages) -> int:
@@ -347,20 +352,26 @@ async def time_batch(db: Database, customer_id: str, chunk: list[dict], stages: 
     now = datetime.now(UTC)
     raw_json, raw_grpc = json_body(chunk), grpc_body(chunk)
     stages.start()
-    items = parse_body(raw_json)
-    stages.stop(JSON_PARSE)
+    batch = validate_body(raw_json, customer_id, now)
+    stages.stop(JSON_BODY)
     stages.start()
     request = pb.IngestBeaconsRequest.FromString(raw_grpc)
     stages.stop(PROTO_PARSE)
     stages.start()
+    validate_messages(request.beacons, customer_id, now)
+    stages.stop(VALIDATE_GRPC)
+    stages.start()
+    items = parse_body(raw_json)
+    stages.stop(JSON_PARSE)
+    stages.start()
+    validate_all(items, customer_id, now)
+    stages.stop(VALIDATE_JSON)
+    stages.start()
     typed_items = [beacon_to_item(b) for b in request.beacons]
     stages.stop(TO_ITEM)
     stages.start()
-    batch = validate_all(items, customer_id, now)
-    stages.stop(VALIDATE_JSON)
-    stages.start()
     validate_all(typed_items, customer_id, now)
-    stages.stop(VALIDATE_GRPC)
+    stages.stop(VALIDATE_ITEMS)
     stages.start()
     await copy_only(db, batch.rows)
     stages.stop(COPY)
@@ -380,10 +391,9 @@ def print_breakdown(stages: Stages, beacons: int) -> None:
     wall, cpu = stages.seconds, stages.cpu
     for name in wall:
         print(_line(name, wall[name], cpu[name], beacons))
-    print(_line("  ⇒ INSERT…ON CONFLICT + commit (difference)", wall[STORE] - wall[COPY],
+    print(_line("  ⇒ locks + marks + commit (difference)", wall[STORE] - wall[COPY],
                 max(0.0, cpu[STORE] - cpu[COPY]), beacons))
-    paths = {"JSON": (JSON_PARSE, VALIDATE_JSON, STORE),
-             "gRPC": (PROTO_PARSE, TO_ITEM, VALIDATE_GRPC, STORE)}
+    paths = {"JSON": (JSON_BODY, STORE), "gRPC": (PROTO_PARSE, VALIDATE_GRPC, STORE)}
     for path, names in paths.items():
         path_wall = sum(wall[n] for n in names)
         path_cpu = sum(cpu[n] for n in names)

@@ -31,7 +31,7 @@ def checked_text(name: str, value: object, max_length: int) -> str:
     return value
 
 
-def _loads(data: bytes) -> object:
+def loads(data: bytes) -> object:
     """orjson, falling back to the standard parser for valid JSON orjson refuses (numbers beyond
     double range, lone surrogates): such values are then rejected per item, not per batch."""
     try:
@@ -50,7 +50,7 @@ def parse_body(data: bytes) -> list:
     if not data.strip():
         raise BadRequest([FieldError(("body",), "body is empty", "value_error.missing")])
     try:
-        parsed = _loads(data)
+        parsed = loads(data)
         items = parsed if isinstance(parsed, list) else [parsed]
     except ValueError:
         items = []
@@ -58,7 +58,7 @@ def parse_body(data: bytes) -> list:
             if not line.strip():
                 continue
             try:
-                items.append(_loads(line))
+                items.append(loads(line))
             except ValueError as exc:
                 msg = f"line {number} is not JSON: send a JSON array or NDJSON"
                 raise BadRequest([FieldError(("body",), msg, "value_error.jsondecode")]) from exc

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import Message
-
 from edgestats.metrics.v1 import beacon_ingest_service_pb2 as pb  # also registers the service
 from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc as rpc
-from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.errors import Forbidden, PayloadTooLarge
-from edgestats_core.ingest_body import MAX_ITEMS, parse_body
+from edgestats_core.ingest_body import MAX_ITEMS
 from edgestats_core.tenancy.interceptor import current_principal
 from edgestats_core.tenancy.principals import Principal
 from metrics_service import beacon_store
-from metrics_service.beacon_validation import validate_all
+from metrics_service.beacon_json import validate_body
+from metrics_service.beacon_messages import validate_messages
+from metrics_service.beacon_validation import Batch
 
 SERVICE = "edgestats.metrics.v1.BeaconIngestService"
-
-
-_DRUID = {c.name: c.druid for c in COLUMNS}
-
-
-def beacon_to_item(beacon: Message) -> dict:
-    """A typed Beacon as the Druid-keyed dict the JSON path receives (unset = absent)."""
-    item: dict = {}
-    for field, value in beacon.ListFields():  # only set fields: empty required ones stay absent
-        if field.name == "time":
-            item["__time"] = value.seconds * 1000 + value.nanos // 1_000_000
-        else:
-            item[_DRUID[field.name]] = value
-    return item
 
 
 def customer_of(principal: Principal) -> str:
@@ -44,9 +29,7 @@ class BeaconIngestServicer(rpc.BeaconIngestServiceServicer):
         self.db = db
         self.settings = settings
 
-    async def _ingest(self, items: list) -> pb.IngestBeaconsResponse:
-        customer_id = customer_of(current_principal())
-        batch = validate_all(items, customer_id, self.settings.now())
+    async def _store(self, batch: Batch) -> pb.IngestBeaconsResponse:
         inserted = await beacon_store.store(self.db, batch.rows)
         return pb.IngestBeaconsResponse(
             accepted=len(batch.rows),
@@ -57,8 +40,10 @@ class BeaconIngestServicer(rpc.BeaconIngestServiceServicer):
     async def IngestBeacons(self, request, context):
         if len(request.beacons) > MAX_ITEMS:
             raise PayloadTooLarge(f"at most {MAX_ITEMS} items")
-        return await self._ingest([beacon_to_item(b) for b in request.beacons])
+        customer_id = customer_of(current_principal())
+        batch = validate_messages(request.beacons, customer_id, self.settings.now())
+        return await self._store(batch)
 
     async def IngestBeaconsJson(self, request, context):
-        customer_of(current_principal())  # 401/403 before reading the body
-        return await self._ingest(parse_body(request.data))
+        customer_id = customer_of(current_principal())  # 401/403 before reading the body
+        return await self._store(validate_body(request.data, customer_id, self.settings.now()))

@@ -1,20 +1,26 @@
-"""Durable beacon writes: COPY into a staging table, then one deduplicating INSERT."""
+"""Durable beacon writes: one binary COPY straight into beacons, or, when the batch holds a
+beacon already stored (or one twice), COPY into a staging table and a deduplicating INSERT."""
 
 from __future__ import annotations
 
 from psycopg import sql
+from psycopg.errors import DeadlockDetected, UniqueViolation
 
 from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.db import Database
 from metrics_service.minute_rollups import FENCE_NAMESPACE
 
 _NAMES = [c.name for c in COLUMNS]
+_PG_TYPES = {"time": "timestamptz", "string": "text", "bool": "bool", "int": "int4",
+             "double": "float8"}
+_TYPES = [_PG_TYPES[c.type] for c in COLUMNS]
 _COLUMN_LIST = sql.SQL(", ").join(sql.Identifier(n) for n in _NAMES)
 _STAGE = sql.SQL(
     "CREATE TEMP TABLE IF NOT EXISTS beacons_in (LIKE beacons INCLUDING DEFAULTS)"
     " ON COMMIT DELETE ROWS"
 )
 _COPY = sql.SQL("COPY beacons_in ({}) FROM STDIN").format(_COLUMN_LIST)
+_COPY_DIRECT = sql.SQL("COPY beacons ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
 # DO NOTHING also absorbs duplicates inside the same batch. New beacons of an hour already
 # rolled up mark it stale (rollup_stale), and those of a minute already rolled into the
 # minute layer (before rollup_progress.fenced_to) mark that minute late, in the same
@@ -31,11 +37,9 @@ _HOLD_HOURS = sql.SQL(
     " (extract(epoch FROM date_trunc('hour', \"time\")) / 3600)::int AS h FROM beacons_in"
     " WHERE \"time\" >= date_trunc('hour', now()) - interval '2 hours' ORDER BY 1) hours"
 ).format(ns=sql.Literal(FENCE_NAMESPACE))
-_MERGE = sql.SQL("""
-WITH new AS (
-    INSERT INTO beacons ({cols}) SELECT {cols} FROM beacons_in ON CONFLICT DO NOTHING
-    RETURNING "time"
-), stale AS (
+# Both paths end with these marks, after a CTE `new` of the new beacons' "time"s.
+_MARKS = """
+stale AS (
     INSERT INTO rollup_stale (hour)
     SELECT r.hour FROM rollup_runs r
     WHERE r.hour IN (SELECT DISTINCT date_trunc('hour', "time") FROM new)
@@ -51,18 +55,53 @@ WITH new AS (
     ON CONFLICT DO NOTHING
 )
 SELECT count(*) FROM new
-""").format(cols=_COLUMN_LIST)
+"""
+_MERGE = sql.SQL("""
+WITH new AS (
+    INSERT INTO beacons ({cols}) SELECT {cols} FROM beacons_in ON CONFLICT DO NOTHING
+    RETURNING "time"
+), """ + _MARKS).format(cols=_COLUMN_LIST)
+# The direct path (no staging table): the same locks before the rows are written, and the
+# same marks after, over the batch's distinct times given as a parameter (all its beacons
+# are new when the COPY succeeds).
+_HOLD_HOURS_OF = sql.SQL(
+    "SELECT pg_advisory_xact_lock_shared({ns}, h) FROM (SELECT DISTINCT"
+    " (extract(epoch FROM date_trunc('hour', t)) / 3600)::int AS h"
+    " FROM unnest(%s::timestamptz[]) t"
+    " WHERE t >= date_trunc('hour', now()) - interval '2 hours' ORDER BY 1) hours"
+).format(ns=sql.Literal(FENCE_NAMESPACE))
+_MARK_NEW = sql.SQL(
+    'WITH new AS (SELECT unnest(%s::timestamptz[]) AS "time"), ' + _MARKS)
 
 
 async def store(db: Database, rows: list[tuple]) -> int:
-    """Insert rows in one transaction; returns how many were new (the rest were duplicates)."""
+    """Insert rows, committed together; returns how many were new (the rest duplicates).
+
+    A batch of new beacons is one binary COPY straight into beacons. The first duplicate
+    (stored before, or twice in the batch) fails it: the transaction is rolled back and the
+    batch goes through the staging table and `INSERT … ON CONFLICT DO NOTHING` in a new one.
+    Either way the batch's recent hours are held shared before its rows are written, and its
+    late hours and minutes are marked (see above)."""
     if not rows:
         return 0
-    async with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await cur.execute(_STAGE)
-        async with cur.copy(_COPY) as copy:
-            for row in rows:
-                await copy.write_row(row)
-        await cur.execute(_HOLD_HOURS)
-        await cur.execute(_MERGE)
-        return (await cur.fetchone())[0]
+    times = sorted({row[0] for row in rows})
+    async with db.connection() as conn:
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute(_HOLD_HOURS_OF, (times,))
+                async with cur.copy(_COPY_DIRECT) as copy:
+                    copy.set_types(_TYPES)
+                    for row in rows:
+                        await copy.write_row(row)
+                await cur.execute(_MARK_NEW, (times,))
+            return len(rows)
+        except (UniqueViolation, DeadlockDetected):
+            pass
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_STAGE)
+            async with cur.copy(_COPY) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(_HOLD_HOURS)
+            await cur.execute(_MERGE)
+            return (await cur.fetchone())[0]

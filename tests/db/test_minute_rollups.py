@@ -183,3 +183,26 @@ def test_ingest_holds_only_the_recent_hours_of_its_batch(db_url):
         conn.rollback()
     hour = now.replace(minute=0, second=0, microsecond=0)
     assert held == {rollups.hour_key(hour), rollups.hour_key(hour - HOUR)}
+
+
+def test_the_direct_path_holds_the_hours_the_staged_path_holds(db_url):
+    """store() without a staging table takes its locks from the batch's times (a parameter):
+    exactly the locks _HOLD_HOURS takes over the same rows staged."""
+    now = datetime.now(UTC)
+    times = [now, now - HOUR, now - 2 * HOUR - MINUTE, now - timedelta(days=3), now]
+    rows = [validate(b, "c-locks", now) for b in make_beacons("c-locks", now - HOUR, 1, 1, 5)]
+    rows = [(at, *row[1:]) for at, row in zip(times, rows, strict=False)]
+    held = ("SELECT objid, mode FROM pg_locks WHERE locktype = 'advisory'"
+            " AND pid = pg_backend_pid() AND classid = %s")
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(beacon_store._STAGE)
+        with cur.copy(beacon_store._COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(beacon_store._HOLD_HOURS)
+        staged = set(cur.execute(held, (minute_rollups.FENCE_NAMESPACE,)).fetchall())
+        conn.rollback()
+        cur.execute(beacon_store._HOLD_HOURS_OF, (sorted({row[0] for row in rows}),))
+        direct = set(cur.execute(held, (minute_rollups.FENCE_NAMESPACE,)).fetchall())
+        conn.rollback()
+    assert direct == staged and len(staged) >= 2

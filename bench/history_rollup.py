@@ -81,7 +81,7 @@ async def send(url: str, key: str, beacons: Iterator[dict], batch: int, clients:
 
 def unrolled(url: str, start: datetime, end: datetime) -> tuple[int, int]:
     """(hours of [start, end) neither published nor minute-rolled to their end (the current
-    hour: to within 2 minutes), hours pending)."""
+    hour: to within 2 minutes), closed hours pending)."""
     with psycopg.connect(url) as conn:
         missing = conn.execute("""
             SELECT count(*) FROM generate_series(%(start)s::timestamptz, %(end)s, '1 hour') h
@@ -92,7 +92,8 @@ def unrolled(url: str, start: datetime, end: datetime) -> tuple[int, int]:
                               AND p.rolled_to >= least(h + interval '1 hour',
                                                        now() - interval '2 minutes'))
         """, {"start": floor_to(start, 3600), "end": end}).fetchone()[0]
-        pending = conn.execute("SELECT count(*) FROM rollup_pending").fetchone()[0]
+        pending = conn.execute("SELECT count(*) FROM rollup_pending"
+                               " WHERE hour < date_trunc('hour', now())").fetchone()[0]
     return missing, pending
 
 

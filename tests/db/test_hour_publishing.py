@@ -108,9 +108,11 @@ def test_history_loaded_late_is_published_by_the_roller_loop(own_database_url):
     top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR
     beacons = make_beacons(customer_id, top - 2 * HOUR, 2, sessions=10, seed=35)
     now = datetime.now(UTC)
-    current = [dict(b, __time=now - timedelta(seconds=5 * i), SessionId=f"now-{i % 3}")
-               for i, b in enumerate(beacons[:12])]
-    store(url, customer_id, beacons + current, now)
+    live_customer = f"c-{uuid.uuid4().hex[:10]}"  # another customer's current beacons
+    current = [dict(b, __time=now - timedelta(seconds=5 * i), SessionId=f"now-{i % 3}",
+                    CustomerId=live_customer) for i, b in enumerate(beacons[:12])]
+    store(url, customer_id, beacons, now)
+    store(url, live_customer, current, now)
     hours = {top - 2 * HOUR, top - HOUR}
     current_hours = {b["__time"].replace(minute=0, second=0, microsecond=0) for b in current}
     assert pending(url) == hours | current_hours

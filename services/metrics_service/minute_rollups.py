@@ -49,7 +49,7 @@ HOUR = timedelta(hours=1)
 # into it is rolled after, not after every batch); a published hour with late data waits
 # longer: readers take it from its minute rows up to the earliest late minute meanwhile,
 # and each re-roll merges all of its hour rows again
-QUIET = timedelta(seconds=5)
+QUIET = timedelta(seconds=15)
 QUIET_PUBLISHED = timedelta(seconds=60)
 # a closed hour is published this long after its end: beacons a little late land in the
 # minute layer (re-rolled from their minute) instead of re-merging a published hour

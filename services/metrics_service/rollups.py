@@ -75,6 +75,23 @@ def roll_up_hour(
     from raw when they differ. The hour's minute rows are complete afterwards: its progress
     row stays at the hour's end, so later beacons mark their minutes late."""
     bounds = {"start": hour, "end": hour + HOUR}
+    # the pending mark is cleared first, in its own transaction (every ingest into the hour
+    # touches it: none may wait for this roll): a beacon committed later marks it again
+    with conn.transaction():
+        conn.execute("DELETE FROM rollup_pending WHERE hour = %(start)s", bounds)
+    try:
+        return _publish(conn, hour, bounds, from_raw, verify)
+    except Exception:  # marked again, so that the roller retries it
+        with conn.transaction():
+            conn.execute("INSERT INTO rollup_pending (hour) VALUES (%(start)s)"
+                         " ON CONFLICT DO NOTHING", bounds)
+        raise
+
+
+def _publish(
+    conn: psycopg.Connection, hour: datetime, bounds: dict, from_raw: bool, verify: bool,
+) -> HourRollup:
+    """roll_up_hour's transaction."""
     with conn.transaction():
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s, %s)",
@@ -83,7 +100,6 @@ def roll_up_hour(
         # cleared first: beacons committed after the snapshots read below mark the hour again
         # (an ingest that hits these rows waits for this transaction) or, on an hour's first
         # roll-up, are found by re_roll_late_hours through ingested_at
-        conn.execute("DELETE FROM rollup_pending WHERE hour = %(start)s", bounds)
         conn.execute("DELETE FROM rollup_stale WHERE hour = %(start)s", bounds)
         rolled_to, late = conn.execute(_PROGRESS_SQL, bounds).fetchone()
         complete = rolled_to is not None and rolled_to >= bounds["end"] and not from_raw

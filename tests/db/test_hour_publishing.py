@@ -142,3 +142,16 @@ def test_the_rollup_command_publishes_an_interval(db_url, monkeypatch, capsys):
     assert_hour_rolled(db_url, customer_id, beacons)
     with pytest.raises(SystemExit):
         main(["rollup", "--from", hour.isoformat(), "--to", hour.isoformat()])
+
+
+def test_a_failed_roll_marks_its_hour_pending_again(db_url, monkeypatch):
+    customer_id, beacons, hour = customer_hour(db_url, 25, sessions=3, seed=37)
+    assert hour in pending(db_url)
+
+    def broken(*args, **kwargs):
+        raise psycopg.errors.DiskFull("no space left")
+
+    monkeypatch.setattr(rollups, "_publish", broken)
+    with psycopg.connect(db_url, autocommit=True) as conn, pytest.raises(psycopg.errors.DiskFull):
+        rollups.roll_up_hour(conn, hour)
+    assert hour in pending(db_url)

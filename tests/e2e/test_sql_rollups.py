@@ -164,17 +164,24 @@ def test_quantiles_read_the_digests(api, world: RollupWorld):
             assert abs(rank - q) <= 0.02, (layer, name, rank)
 
 
-def test_rollups_are_read_not_raw(api, tenants, frozen_now, db_url):
-    """Raw beacons of a rolled-up hour deleted: the historical layers still answer them."""
+def rolled_then_raw_deleted(api, tenants, db_url, start: datetime, hours: int, seed: int):
+    """(key, beacons, where) of a fresh customer's beacons of `hours` from `start`, rolled up,
+    then their raw beacons deleted: only the rollups can answer them."""
     customer_id, key = tenants.customer("advanced", "emea")
-    start = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=50)
-    beacons = _beacons(customer_id, start, 1, seed=66)
+    beacons = _beacons(customer_id, start, hours, seed=seed)
     assert api.ingest(key, [wire(b) for b in beacons]).status_code == 200
-    rollups.roll_up_interval(db_url, start, start + timedelta(hours=1))
+    rollups.roll_up_interval(db_url, start, start + timedelta(hours=hours))
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("DELETE FROM beacons WHERE customer_id = %s", (customer_id,))
     where = (f"CustomerId = '{customer_id}' AND __time >= '{start.isoformat()}'"
-             f" AND __time < '{(start + timedelta(hours=1)).isoformat()}'")
+             f" AND __time < '{(start + timedelta(hours=hours)).isoformat()}'")
+    return key, beacons, where
+
+
+def test_rollups_are_read_not_raw(api, tenants, frozen_now, db_url):
+    """Raw beacons of a rolled-up hour deleted: the historical layers still answer them."""
+    start = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=50)
+    key, beacons, where = rolled_then_raw_deleted(api, tenants, db_url, start, 1, seed=66)
     query = "SELECT COUNT(*) AS n, SUM(ViewingTime) AS vt FROM {ds} WHERE " + where
     expected = {"n": len(beacons),
                 "vt": pytest.approx(sum(b["ViewingTime"] or 0 for b in beacons), rel=1e-9)}
@@ -238,15 +245,8 @@ AUDIENCE = ["COUNT(DISTINCT (SessionId))", "COUNT(DISTINCT CAST(SessionId AS VAR
 def test_audience_panel_reads_the_session_sketches(api, tenants, frozen_now, db_url):
     """Issue #13: the dashboards' `COUNT(DISTINCT (SessionId))` on the historical layers is
     answered from the HLL sketches: right after the raw beacons are deleted, on both paths."""
-    customer_id, key = tenants.customer("advanced", "emea")
     start = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=53)
-    beacons = _beacons(customer_id, start, 2, seed=77)
-    assert api.ingest(key, [wire(b) for b in beacons]).status_code == 200
-    rollups.roll_up_interval(db_url, start, start + timedelta(hours=2))
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("DELETE FROM beacons WHERE customer_id = %s", (customer_id,))
-    where = (f"CustomerId = '{customer_id}' AND __time >= '{start.isoformat()}'"
-             f" AND __time < '{(start + timedelta(hours=2)).isoformat()}'")
+    key, beacons, where = rolled_then_raw_deleted(api, tenants, db_url, start, 2, seed=77)
     sessions = len({b["SessionId"] for b in beacons})  # 16: HyperLogLog is exact this small
     for layer, count, path in itertools.product(LAYERS, AUDIENCE, (PATH, "/druid/v2/sql/")):
         query = f'SELECT {count} AS audience FROM "sdk-emea-{layer}" WHERE {where}'

@@ -276,10 +276,12 @@ def test_a_short_range_reads_the_totals_once_the_minute_roller_holds_most_of_it(
 
 
 @pytest.mark.parametrize(("body", "layer"), [
-    # buckets coarser than a minute within the raw retention: one value per session and
-    # bucket, from raw beacons, however much is rolled up (issue #13)
+    # buckets coarser than a minute over a range the realtime layer scans: one value per
+    # session and bucket, from raw beacons, however much is rolled up (issue #13)
     ({**DAY, "granularity": "hour"}, "realtime"),
-    ({**DAY, "granularity": "day", "from_date": "2026-10-30T00:00:00Z"}, "realtime"),
+    ({**DAY, "granularity": "day", "from_date": "2026-11-23T10:00:00Z"}, "realtime"),
+    # longer than the realtime layer scans (48 h): the rollups, once per session and minute
+    ({**DAY, "granularity": "day", "from_date": "2026-10-30T00:00:00Z"}, "historical-hour"),
     ({**DAY, "granularity": "fifteen_minute"}, "realtime"),
     # minute buckets: the minute sketches hold one value per session and minute (exact)
     ({**DAY, "granularity": "minute"}, "historical-minute"),

@@ -58,8 +58,9 @@ def choose_layer(
     """The layer that answers (CONTRACT §4, §6).
 
     Exact distinct counts only come from raw beacons. Otherwise the named layer. Join time
-    (`reads_session_maxima`) at buckets other than a minute reads raw beacons while they
-    cover the range (one value per session and bucket, as realtime). Else the
+    (`reads_session_maxima`) at buckets other than a minute reads raw beacons over a range
+    the realtime layer may scan (up to 48 h, within its 30 days): one value per session and
+    bucket, as realtime. Else the
     cheapest that can answer: a query the rollup totals answer (`reads_totals`) at whole
     minutes, over `TOTALS_PREFERRED_SPAN` or more or over hours the minute roller has
     reached (`minutes`), when the range is `mostly_rolled`, reads them (a few rows a minute
@@ -73,9 +74,10 @@ def choose_layer(
         return spec.data_layer
     seconds = FIXED_SECONDS.get(spec.granularity)
     if (metric is not None and reads_session_maxima(metric) and seconds != 60
-            and spec.start >= now - RAW_RETENTION):
+            and spec.end - spec.start <= REALTIME_SPAN and spec.start >= now - RAW_RETENTION):
         # a bucket coarser than a minute from minute sketches counts a session once per
-        # minute; raw beacons count it once per bucket, as the realtime metric does
+        # minute; raw beacons count it once per bucket, as the realtime metric does (over
+        # what the realtime layer may scan: a longer range reads the rollups)
         return "realtime"
     rollup = "historical-hour" if seconds is None or seconds >= 3600 else "historical-minute"
     if (metric is not None and reads_totals(spec, metric) and (seconds is None or seconds % 60 == 0)

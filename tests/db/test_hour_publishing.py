@@ -8,6 +8,7 @@ miss beacons. Expected rows are computed here from the beacons."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -155,3 +156,30 @@ def test_a_failed_roll_marks_its_hour_pending_again(db_url, monkeypatch):
     with psycopg.connect(db_url, autocommit=True) as conn, pytest.raises(psycopg.errors.DiskFull):
         rollups.roll_up_hour(conn, hour)
     assert hour in pending(db_url)
+
+
+def test_a_late_ingest_never_waits_for_a_re_roll(db_url):
+    """A re-roll of a published hour clears its late-data marks first and holds them until it
+    commits (minutes for a big hour): an ingest marking the same hour and minutes meanwhile
+    goes through at once, and its marks outlive the re-roll's."""
+    customer_id, beacons, hour = customer_hour(db_url, 26, sessions=4, seed=38)
+    rollups.roll_up_interval(db_url, hour, hour + HOUR)
+    late = [dict(b, SessionId=f"late-{i}") for i, b in enumerate(beacons[:20])]
+    store(db_url, customer_id, late[:10], datetime.now(UTC))
+    done = threading.Event()
+    with psycopg.connect(db_url) as roll:  # what a re-roll's transaction does first
+        roll.execute("DELETE FROM rollup_stale WHERE hour = %s", (hour,))
+        roll.execute("DELETE FROM rollup_late_minutes WHERE minute >= %s AND minute < %s",
+                     (hour, hour + HOUR))
+        ingest = threading.Thread(target=lambda: (
+            store(db_url, customer_id, late[10:], datetime.now(UTC)), done.set()))
+        ingest.start()
+        ingest.join(10)
+        assert done.is_set(), "the ingest waited for the re-roll"
+        roll.commit()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT 1 FROM rollup_stale WHERE hour = %s", (hour,)).fetchone()
+        minutes = {row[0] for row in conn.execute(
+            "SELECT minute FROM rollup_late_minutes WHERE minute >= %s AND minute < %s",
+            (hour, hour + HOUR))}
+    assert minutes == {b["__time"].replace(second=0) for b in late[10:]}

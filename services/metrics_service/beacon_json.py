@@ -27,8 +27,8 @@ from metrics_service.beacon_validation import (
     MAX_TEXT,
     Batch,
     parse_time,
-    validate,
     validate_all,
+    validate_each,
 )
 
 _FIELD_TYPES = {
@@ -113,21 +113,15 @@ def _lines(data: bytes) -> list[msgspec.Raw]:
 
 def _validate_items(items: list[msgspec.Raw], customer_id: str, now: datetime) -> Batch:
     """Item by item: the fast path, else validate() on the item as parse_body reads it."""
-    batch = Batch()
     instants = _Instants(now)
-    for index, item in enumerate(items):
+
+    def fast(item: msgspec.Raw) -> tuple | None:
         try:
-            row = _row(_BEACON.decode(item), customer_id, instants)
+            return _row(_BEACON.decode(item), customer_id, instants)
         except (msgspec.DecodeError, RecursionError):
-            row = None
-        if row is None:
-            try:
-                row = validate(_loaded(item), customer_id, now)
-            except Invalid as exc:
-                batch.rejected.append((index, str(exc)))
-                continue
-        batch.rows.append(row)
-    return batch
+            return None
+
+    return validate_each(items, fast, _loaded, customer_id, now)
 
 
 def _row(beacon: msgspec.Struct, customer_id: str, instants: _Instants) -> tuple | None:

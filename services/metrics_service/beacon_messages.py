@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from edgestats_core.beacon_columns import COLUMNS, SOURCES
 from edgestats_core.ingest_body import Invalid
-from metrics_service.beacon_validation import INT32, MAX_TEXT, Batch, parse_time, validate
+from metrics_service.beacon_validation import INT32, MAX_TEXT, Batch, parse_time, validate_each
 
 _DRUID = {c.name: c.druid for c in COLUMNS}
 _FIELDS = [c for c in COLUMNS if c.type != "time"]  # the row after __time
@@ -45,17 +45,8 @@ def beacon_to_item(beacon: Message) -> dict:
 
 def validate_messages(beacons: Iterable[Message], customer_id: str, now: datetime) -> Batch:
     """Rows (COLUMNS order) of the valid beacons and (index, reason) of the others."""
-    batch = Batch()
-    for index, beacon in enumerate(beacons):
-        row = _row(beacon, customer_id, now)
-        if row is None:
-            try:
-                row = validate(beacon_to_item(beacon), customer_id, now)
-            except Invalid as exc:
-                batch.rejected.append((index, str(exc)))
-                continue
-        batch.rows.append(row)
-    return batch
+    return validate_each(beacons, lambda beacon: _row(beacon, customer_id, now),
+                         beacon_to_item, customer_id, now)
 
 
 def _row(beacon: Message, customer_id: str, now: datetime) -> tuple | None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.errors import ApiError
 from edgestats_core.ingest_body import MAX_ITEMS, parse_body
-from metrics_service import beacon_json
+from metrics_service import beacon_validation
 from metrics_service.beacon_json import validate_body
 from metrics_service.beacon_validation import validate_all
 from tests.builders import scenario, wire
@@ -172,7 +172,7 @@ def test_valid_beacons_take_the_fast_path(monkeypatch):
     def refuse(*args):
         raise AssertionError("validate() called")
 
-    monkeypatch.setattr(beacon_json, "validate", refuse)
+    monkeypatch.setattr(beacon_validation, "validate", refuse)
     batch = validate_body(json.dumps(VALID).encode(), "c1", NOW)
     assert len(batch.rows) == len(VALID) and not batch.rejected
 

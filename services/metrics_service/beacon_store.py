@@ -24,7 +24,9 @@ _COPY_DIRECT = sql.SQL("COPY beacons ({}) FROM STDIN (FORMAT BINARY)").format(_C
 # DO NOTHING also absorbs duplicates inside the same batch. New beacons of an hour already
 # rolled up mark it stale (rollup_stale), and those of a minute already rolled into the
 # minute layer (before rollup_progress.fenced_to) mark that minute late, in the same
-# transaction: queries then read them from raw until they are re-rolled. Every hour of new
+# transaction: queries then read them from raw until they are re-rolled (those marks have no
+# key: a batch always adds its own, never waiting for a re-roll deleting older ones; the
+# ON CONFLICT there is inert). Every hour of new
 # beacons is marked pending (rollup_pending; one row an hour, an index probe when marked):
 # the roller publishes it once closed, or again after late data. Returns the number of new
 # beacons.

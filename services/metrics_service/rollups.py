@@ -51,12 +51,8 @@ class HourRollup:
     from_minutes: datetime | None = None  # raw beacons were read from here (None: none)
 
 
-# where an hour's minute rows are complete to (rollup_progress) and its earliest late minute
-_PROGRESS_SQL = """
-SELECT (SELECT rolled_to FROM rollup_progress WHERE hour = %(start)s),
-       (SELECT min(minute) FROM rollup_late_minutes WHERE minute >= %(start)s
-        AND minute < %(end)s)
-"""
+# where an hour's minute rows are complete to (rollup_progress)
+_ROLLED_TO_SQL = "SELECT rolled_to FROM rollup_progress WHERE hour = %(start)s"
 _RAW_COUNT_SQL = 'SELECT count(*) FROM beacons WHERE "time" >= %(start)s AND "time" < %(end)s'
 _ROLLED_COUNT_SQL = ('SELECT coalesce(sum(beacons), 0)::bigint FROM beacons_minute_totals'
                      ' WHERE "time" >= %(start)s AND "time" < %(end)s')
@@ -97,17 +93,21 @@ def _publish(
             "SELECT pg_advisory_xact_lock(%s, %s)",
             (LOCK_NAMESPACE, hour_key(hour)),
         )
-        # cleared first: beacons committed after the snapshots read below mark the hour again
-        # (an ingest that hits these rows waits for this transaction) or, on an hour's first
-        # roll-up, are found by re_roll_late_hours through ingested_at
+        # marks cleared first (those this statement sees; the statements below see their
+        # beacons): a beacon committed later adds a new mark (marks have no key, so its
+        # ingest never waits for this transaction) or, on an hour's first roll-up, is found
+        # by re_roll_late_hours through ingested_at. The minutes to recompute are those of
+        # the marks deleted here, never of marks read earlier (one committed in between would
+        # be deleted without its minute being recomputed).
         conn.execute("DELETE FROM rollup_stale WHERE hour = %(start)s", bounds)
-        rolled_to, late = conn.execute(_PROGRESS_SQL, bounds).fetchone()
-        complete = rolled_to is not None and rolled_to >= bounds["end"] and not from_raw
+        late = min((row[0] for row in conn.execute(
+            "DELETE FROM rollup_late_minutes WHERE minute >= %(start)s AND minute < %(end)s"
+            " RETURNING minute", bounds)), default=None)
+        rolled_to = conn.execute(_ROLLED_TO_SQL, bounds).fetchone()
+        complete = (rolled_to is not None and rolled_to[0] >= bounds["end"] and not from_raw)
         first = min(late or bounds["end"], bounds["end"]) if complete else hour
         if complete and verify and _minutes_miss_beacons(conn, bounds, first):
             first = hour
-        conn.execute("DELETE FROM rollup_late_minutes WHERE minute >= %(start)s"
-                     " AND minute < %(end)s", bounds)
         redo = {"start": first, "end": bounds["end"]}
         minutes = 0
         if first < bounds["end"]:

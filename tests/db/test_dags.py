@@ -38,11 +38,11 @@ from edgestats_stack.airflow import (
     wait_api,
 )
 from edgestats_stack.processes import free_port, spawn
-from edgestats_stack.stack import prepare_database
 from metrics_service import rollups
 from tests import usage_oracle
 from tests.builders import beacon, session_profile
 from tests.db.test_rollups import store
+from tests.fixtures.stack import migrated_database
 
 pytestmark = pytest.mark.db
 HOUR = timedelta(hours=1)
@@ -60,12 +60,8 @@ class Airflow:
 def db_url(db_url: str) -> Iterator[str]:
     """A migrated database of this module's own: its DAG runs publish hours and compute
     usage days for every customer and user, which must not change what other tests read."""
-    admin = postgres.with_database(db_url, "postgres")
-    name = f"edgestats_dags_{uuid.uuid4().hex[:8]}"
-    url = postgres.create_database(admin, name)
-    prepare_database(url)
-    yield url
-    postgres.drop_database(admin, name)
+    with migrated_database(postgres.with_database(db_url, "postgres"), "edgestats_dags") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

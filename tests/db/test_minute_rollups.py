@@ -16,10 +16,11 @@ import pytest
 from edgestats_core.config import Settings
 from edgestats_core.metrics.rollup_rows import COVERAGE_SQL, Coverage
 from edgestats_stack import postgres
-from edgestats_stack.stack import REPO, prepare_database
+from edgestats_stack.stack import REPO
 from metrics_service import beacon_store, minute_rollups, rollups
 from metrics_service.beacon_validation import validate
 from tests.db.test_rollups import assert_rows_equal, expected_rows, make_beacons, minute_rows, store
+from tests.fixtures.stack import migrated_database
 
 pytestmark = pytest.mark.db
 HOUR = timedelta(hours=1)
@@ -123,12 +124,8 @@ def own_database_url():
     if os.environ.get("DATABASE_URL"):
         pytest.skip("needs the local cluster to create a database")
     port = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
-    admin = postgres.ensure_cluster(REPO / ".run", port)
-    name = f"edgestats_roller_{uuid.uuid4().hex[:8]}"
-    url = postgres.create_database(admin, name)
-    prepare_database(url)
-    yield url
-    postgres.drop_database(admin, name)
+    with migrated_database(postgres.ensure_cluster(REPO / ".run", port), "edgestats_roller") as url:
+        yield url
 
 
 def test_the_roller_loop_follows_the_real_clock(own_database_url):

@@ -10,7 +10,7 @@ from edgestats_core.migrations import migrate, run_partition_maintenance
 from edgestats_stack import gateway, postgres
 from edgestats_stack.processes import (
     Process,
-    free_port,
+    free_ports,
     start_envoy,
     start_service,
     wait_envoy_ready,
@@ -58,9 +58,10 @@ def start_stack(
     """Start `workers` processes of every service (default EDGESTATS_WORKERS, 2) and Envoy on
     free ports (Envoy on `port` when given). `python_args` per service module run it under
     e.g. a profiler (benchmarks)."""
-    admin_port, http_port = free_port(), port or free_port()
     workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
-    service_ports = {spec.cluster: [free_port() for _ in range(workers)] for spec in SERVICES}
+    ports = free_ports(2 + workers * len(SERVICES))
+    admin_port, http_port = ports.pop(), port or ports.pop()
+    service_ports = {spec.cluster: [ports.pop() for _ in range(workers)] for spec in SERVICES}
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}",
                   access_log=run_dir / "logs" / "envoy-access.log")
     try:

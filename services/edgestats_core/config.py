@@ -39,6 +39,9 @@ class Settings:
     # How often the metrics service rolls the current hour's closed minutes into the minute
     # layer (metrics_service.minute_rollups); 0 = never (only the hourly roll-up).
     minute_rollup_seconds: float = 5.0
+    # How often it rolls the newest closed 5-second buckets into the live layer
+    # (metrics_service.live_rollups); 0 = never (the legacy live windows then read raw).
+    live_rollup_seconds: float = 0.5
     # Processes of this service behind the gateway (they split each key's limit).
     workers: int = 1
 
@@ -69,6 +72,7 @@ class Settings:
             "token_ttl_seconds": int(env.get("EDGESTATS_TOKEN_TTL_SECONDS", "3600")),
             "max_concurrent_rpcs": int(env.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16")),
             "minute_rollup_seconds": float(env.get("EDGESTATS_MINUTE_ROLLUP_SECONDS", "5")),
+            "live_rollup_seconds": float(env.get("EDGESTATS_LIVE_ROLLUP_SECONDS", "0.5")),
             "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
         }
         values.update(overrides)

@@ -13,7 +13,13 @@ from edgestats.metrics.v1 import (
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.server import ServiceBinding, serve_forever
-from metrics_service import beacon_ingest, legacy_stats, minute_rollups, v1_metrics
+from metrics_service import (
+    beacon_ingest,
+    legacy_stats,
+    live_rollups,
+    minute_rollups,
+    v1_metrics,
+)
 
 
 def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
@@ -40,10 +46,16 @@ def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
     ]
 
 
+async def rollers(settings: Settings) -> None:
+    """The process's background work: the minute roller and the live roller."""
+    await asyncio.gather(minute_rollups.roll_minutes_forever(settings),
+                         live_rollups.roll_live_forever(settings))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve_forever(Settings.from_env(), bindings, legacy_stats.PUBLIC_METHODS,
-                              minute_rollups.roll_minutes_forever))
+                              rollers))
 
 
 if __name__ == "__main__":

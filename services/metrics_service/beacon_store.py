@@ -22,13 +22,14 @@ _STAGE = sql.SQL(
 _COPY = sql.SQL("COPY beacons_in ({}) FROM STDIN").format(_COLUMN_LIST)
 _COPY_DIRECT = sql.SQL("COPY beacons ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
 # DO NOTHING also absorbs duplicates inside the same batch. New beacons of an hour already
-# rolled up mark it stale (rollup_stale), and those of a minute already rolled into the
-# minute layer (before rollup_progress.fenced_to) mark that minute late, in the same
-# transaction: queries then read them from raw until they are re-rolled (those marks have no
-# key: a batch always adds its own, never waiting for a re-roll deleting older ones; the
-# ON CONFLICT there is inert). Every hour of new
-# beacons is marked pending (rollup_pending; one row an hour, an index probe when marked):
-# the roller publishes it once closed, or again after late data. Returns the number of new
+# rolled up mark it stale (rollup_stale), those of a minute already rolled into the minute
+# layer (before rollup_progress.fenced_to) mark that minute late, and those of a 5-second
+# bucket the live layer holds (before live_progress.fenced_to) mark it late
+# (live_late_buckets), in the same transaction: queries then read them from raw until they
+# are re-rolled (those marks have no key: a batch always adds its own, never waiting for a
+# re-roll deleting older ones; the ON CONFLICT there is inert). Every hour of new beacons
+# is marked pending (rollup_pending; one row an hour, an index probe when marked): the
+# roller publishes it once closed, or again after late data. Returns the number of new
 # beacons.
 # Before the merge (so that its snapshot sees a minute roll's fence): hold each recent hour
 # of the batch shared, which a minute roll takes exclusively to wait for the ingests in
@@ -51,6 +52,10 @@ stale AS (
     SELECT DISTINCT date_trunc('minute', new."time") FROM new JOIN rollup_progress p
         ON p.hour = date_trunc('hour', new."time") AND new."time" < p.fenced_to
     ON CONFLICT DO NOTHING
+), live_late AS (
+    INSERT INTO live_late_buckets (bucket)
+    SELECT DISTINCT date_bin('5 seconds', new."time", timestamptz 'epoch') FROM new, live_progress p
+    WHERE new."time" >= p.held_from AND new."time" < p.fenced_to
 ), pending AS (
     INSERT INTO rollup_pending (hour)
     SELECT DISTINCT date_trunc('hour', "time") FROM new

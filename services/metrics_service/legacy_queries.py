@@ -24,6 +24,7 @@ from edgestats_core.metrics.definitions import (
 )
 from edgestats_core.query import planner
 from edgestats_core.query.windows import Window, floor_to
+from metrics_service import live_reads
 from metrics_service.legacy_params import LegacyQuery
 from metrics_service.rollup_state import coverage
 
@@ -169,9 +170,21 @@ def _rollup_summary_sql(level: str, source: str) -> str:
     return sql
 
 
+def _live_scope(query: LegacyQuery) -> live_reads.LiveScope:
+    filters = {c: getattr(query, c) for c in SCOPE_COLUMNS if getattr(query, c) is not None}
+    return live_reads.LiveScope(query.customer_id, filters)
+
+
 async def _summary_fetch(db: Database, query: LegacyQuery, level: str) -> list[dict]:
-    """Summary rows of the level from the rollups when they help, else from raw beacons."""
+    """Summary rows of the level from the live layer or the rollups when they help, else
+    from raw beacons."""
     seconds = {"bucket_seconds": _window_seconds(query)}
+    scope = _live_scope(query)
+    live = await live_reads.source(db, query.window, scope, coarse=True,
+                                   scoped=level != "aggregate" or bool(scope.filters))
+    if live is not None:
+        relation, params = live
+        return await db.fetch(_rollup_summary_sql(level, relation), {**params, **seconds})
     rolled = await _rollup_source(db, query, "historical-hour", totals=False)
     if rolled is not None:
         source, params = rolled
@@ -223,6 +236,9 @@ async def stat_points(
     db: Database, query: LegacyQuery, metric: StatMetric, last: bool
 ) -> list[dict]:
     """One point per resolution bucket with any beacon in scope, oldest first."""
+    live = await _live_points(db, query, metric)
+    if live is not None:
+        return live[-1:] if last else live
     rolled = await _rollup_points(db, query, metric)
     if rolled is not None:
         return rolled[-1:] if last else rolled
@@ -265,6 +281,30 @@ async def _fetch_points(
                                 "bucket_seconds": seconds})
     key = metric.response_key(query.source)
     return [{"datetime": epoch_ms(r["bucket"]), key: number(r["value"])} for r in rows]
+
+
+async def _live_points(
+    db: Database, query: LegacyQuery, metric: StatMetric
+) -> list[dict] | None:
+    """The series from the live layer (None when it cannot answer the window): the rollup
+    form of the metric over live rows, device breakdowns over the device rows."""
+    scope = _live_scope(query)
+    live = await live_reads.source(
+        db, query.window, scope, scoped=bool(scope.filters),
+        coarse=query.window.resolution_seconds % live_reads.COARSE_WIDTH == 0,
+        dimension=metric.group_column)
+    if live is None:
+        return None
+    relation, params = live
+    assert metric.rollup_expression is not None
+    expression = metric.rollup_expression(query.source)
+    if metric.group_column:
+        sql = _by_group_sql(f"SELECT {_BUCKET} AS bucket, nullif(value, '') AS k, {expression} AS n"
+                            f" FROM {relation} GROUP BY 1, 2")
+    else:
+        sql = (f"SELECT {_BUCKET} AS bucket, {expression} AS value FROM {relation}"
+               " GROUP BY 1 ORDER BY 1")
+    return await _fetch_points(db, sql, params, query, metric)
 
 
 def _series_layer(query: LegacyQuery) -> str:

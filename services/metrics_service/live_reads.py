@@ -1,0 +1,102 @@
+"""Reading the live layer (metrics_service.live_rollups): the FROM relation of a legacy live
+window's query, rows of the layer where it is complete and the newest seconds aggregated on
+the fly from raw beacons into the same rows (edgestats_core.metrics.live_rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from edgestats_core.db import Database
+from edgestats_core.metrics.live_rows import (
+    COARSE_WIDTH,
+    LIVE_WIDTH,
+    live_devices_select,
+    live_select,
+)
+from edgestats_core.query.windows import Window, floor_to
+
+# the longest window the layer answers (it keeps 90 minutes: live_rollups.RETENTION)
+LONGEST = timedelta(hours=1)
+# what the layer holds: [held_from, upto) is complete (upto: where it was rolled to, or its
+# earliest late bucket); no row when the live roller never ran
+COVERAGE_SQL = """
+SELECT held_from, least(rolled_to, (SELECT min(bucket) FROM live_late_buckets)) AS upto
+FROM live_progress
+"""
+
+
+@dataclass(frozen=True)
+class LiveCoverage:
+    held_from: datetime
+    upto: datetime
+
+
+async def coverage(db: Database) -> LiveCoverage | None:
+    rows = await db.fetch(COVERAGE_SQL)
+    return LiveCoverage(rows[0]["held_from"], rows[0]["upto"]) if rows else None
+
+
+def _ceil_to(instant: datetime, seconds: int) -> datetime:
+    floored = floor_to(instant, seconds)
+    return floored if floored == instant else floored + timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class LiveScope:
+    """Whose beacons a query reads: the customer and the legacy scope (column -> value)."""
+
+    customer_id: str
+    filters: dict[str, str]
+
+
+def relation(
+    window: Window, held: LiveCoverage, scope: LiveScope, *, scoped: bool, coarse: bool,
+    dimension: str | None = None,
+) -> tuple[str, dict]:
+    """beacons_live rows (or, with `dimension`, beacons_live_devices rows of that dimension)
+    holding exactly the beacons of the window in scope: `scoped` rows (per scope) or the
+    whole customer's; 30-second rows for the whole 30-second buckets of the window the layer
+    holds when `coarse` (summaries, 30-second series), 5-second rows for the rest it holds,
+    and rows aggregated from raw beacons for [held.upto, window.end)."""
+    upto = max(min(held.upto, window.end), window.start)
+    # the 30-second buckets read from 30-second rows (none: an empty range)
+    low, high = _ceil_to(window.start, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
+    if not coarse or high <= low:
+        low = high = window.start
+    params: dict = {"live_customer": scope.customer_id, "scoped": scoped, "start": window.start,
+                    "upto": upto, "end": window.end, "coarse_from": low, "coarse_to": high}
+    filters = ""
+    for column, value in scope.filters.items():
+        filters += f" AND {column} = %(scope_{column})s"
+        params[f"scope_{column}"] = value
+    raw_where = ('customer_id = %(live_customer)s AND "time" >= %(upto)s'
+                 f' AND "time" < %(end)s{filters}')
+    if dimension is None:
+        table, tail = "beacons_live", live_select(raw_where, scoped)
+    else:
+        table, tail = "beacons_live_devices", live_devices_select(raw_where, scoped, (dimension,))
+        filters += " AND dimension = %(dimension)s"
+        params["dimension"] = dimension
+    held_rows = (
+        f"SELECT * FROM {table} WHERE customer_id = %(live_customer)s AND scoped = %(scoped)s"
+        f"{filters} AND ((width = {COARSE_WIDTH}"
+        ' AND "time" >= %(coarse_from)s AND "time" < %(coarse_to)s)'
+        f' OR (width = {LIVE_WIDTH} AND "time" >= %(start)s AND "time" < %(upto)s'
+        ' AND NOT ("time" >= %(coarse_from)s AND "time" < %(coarse_to)s)))')
+    return f"({held_rows} UNION ALL {tail}) AS rows", params
+
+
+async def source(
+    db: Database, window: Window, scope: LiveScope, *, scoped: bool, coarse: bool,
+    dimension: str | None = None,
+) -> tuple[str, dict] | None:
+    """`relation` for the window, or None when the layer cannot answer it: longer than
+    `LONGEST`, starting before the layer holds, or nothing of it rolled yet (then raw beacons
+    answer it as fast)."""
+    if window.end - window.start > LONGEST:
+        return None
+    held = await coverage(db)
+    if held is None or window.start < held.held_from or held.upto <= window.start:
+        return None
+    return relation(window, held, scope, scoped=scoped, coarse=coarse, dimension=dimension)

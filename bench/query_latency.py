@@ -6,9 +6,11 @@
 Loads the last `--minutes` of realistic beacons (edgestats_cli.demo_data,
 demo-sports' catalogue scaled so that `--sessions` sessions are live at the
 end: 10,000 sessions × 120 windows ≈ 1.2 M beacons) straight through
-metrics_service.beacon_store.store, then starts the stack with its clock
-frozen at the end of the last beacon window (EDGESTATS_FROZEN_NOW), so
-`time=live` always covers the newest beacons. Each endpoint is first timed
+metrics_service.beacon_store.store, rolls them into the live layer as the
+live roller would have by then (`--raw`: not, every window reads raw beacons),
+then starts the stack with its clock frozen at the end of the last beacon
+window (EDGESTATS_FROZEN_NOW), so `time=live` always covers the newest beacons;
+the result cache is off (`--result-cache`). Each endpoint is first timed
 alone (`--baseline` sequential requests: the unloaded service time), then
 under `--clients` closed-loop clients for `--duration` seconds or
 `--requests` requests, whichever comes first.
@@ -51,7 +53,7 @@ from edgestats_core.db import Database
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import Stack
-from metrics_service import beacon_store
+from metrics_service import beacon_store, live_rollups
 
 CUSTOMER = DEMO_CUSTOMERS[0]  # demo-sports: advanced tier, real channel names
 CHUNK = 10_000
@@ -60,8 +62,9 @@ TARGET = ("/summary?time=live", 50.0)  # p99 ms with 10,000 live sessions
 ENDPOINTS = (
     "/summary?time=live",
     "/summary/agg?time=live",
+    "/stats/throughput/agg?time=10m&source=cdn",
     "/summary?time=10m",
-    "/stats/throughput/agg?time=10m&source=p2p",
+    "/summary?time=1h",
     "/stats/os?time=1h",
     "/channels/{channel}/summary?time=10m",
 )
@@ -142,7 +145,8 @@ def describe(db_url: str, customer_id: str, end: datetime) -> DataSet:
 
 
 def prepare(db_url: str, args: argparse.Namespace) -> tuple[DataSet, datetime]:
-    """Load the data set; returns it and the instant the service must treat as now."""
+    """Load the data set (rolled into the live layer unless --raw); returns it and the
+    instant the service must treat as now."""
     end = floor_to(datetime.now(UTC), 5)
     started = time.perf_counter()
     profile, live = calibrated_profile(args.sessions, end, args.seed)
@@ -154,6 +158,13 @@ def prepare(db_url: str, args: argparse.Namespace) -> tuple[DataSet, datetime]:
           f" {data.beacons:,} beacons ({data.megabytes:,.0f} MB with indexes),"
           f" {data.sessions:,} sessions over {args.minutes} min, {data.live:,} live,"
           f" {data.channels} channels, {data.streams} streams")
+    if not args.raw:  # what the live roller has done by `end` (a frozen clock turns it off)
+        started = time.perf_counter()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            live_rollups.roll_up_live(conn, end + live_rollups.LAG)
+            conn.execute("ANALYZE beacons_live; ANALYZE beacons_live_devices")
+        print(f"live layer rolled over the {args.minutes} min in"
+              f" {time.perf_counter() - started:.1f} s")
     return data, end
 
 
@@ -294,7 +305,8 @@ def run(args: argparse.Namespace) -> None:
     try:
         data, end = prepare(db_url, args)
         key = customer_key(db_url, CUSTOMER.customer_id, "advanced")
-        env = {"EDGESTATS_FROZEN_NOW": end.isoformat()}
+        env = {"EDGESTATS_FROZEN_NOW": end.isoformat(),
+               "EDGESTATS_RESULT_CACHE_SECONDS": str(args.result_cache)}
         if args.pool_max:
             env["EDGESTATS_POOL_MAX"] = str(args.pool_max)
         with running_stack(db_url, env) as stack:
@@ -327,6 +339,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pool-max", type=int, default=0,
                         help="the service's EDGESTATS_POOL_MAX (0: its default, 10)")
     parser.add_argument("--seed", type=int, default=7, help="demo data seed")
+    parser.add_argument("--raw", action="store_true",
+                        help="leave the live layer empty (every window read from raw beacons)")
+    parser.add_argument("--result-cache", type=float, default=0.0,
+                        help="the services' EDGESTATS_RESULT_CACHE_SECONDS (default 0: off)")
     parser.add_argument("--keep-db", action="store_true", help="keep edgestats_bench afterwards")
     return parser.parse_args()
 

@@ -1,10 +1,12 @@
 """SQL for the Legacy Stats API, and rendering of its JSON rows.
 
-Layers (docs/legacy-api.md): `live`, `10m` and `1h` read raw beacons. Longer windows read
-the rollups for the hours rolled up inside the window, and raw beacons (as minute rows built
-on the fly, `planner.source_relation`) for the rest, with the window's exact bounds: summaries
-the hour rows, series of 15 minutes the minute rows, series of an hour or a day the hour rows.
-A window with no rolled-up hour reads raw beacons as before.
+Layers (docs/legacy-api.md): `live`, `10m` and `1h` read the live layer (metrics_service.
+live_reads: 5- and 30-second rows, the newest seconds from raw) when it holds the window,
+else raw beacons. Longer windows read the rollups for the hours rolled up inside the window,
+and raw beacons (as minute rows built on the fly, `planner.source_relation`) for the rest,
+with the window's exact bounds: summaries the hour rows, series of 15 minutes the minute
+rows, series of an hour or a day the hour rows. A window with no rolled-up hour reads raw
+beacons as before.
 """
 
 from __future__ import annotations

@@ -1,0 +1,151 @@
+"""The live roller against real PostgreSQL: its 5- and 30-second rows equal sums computed here
+from the beacons, a roll waits for the ingests in flight, a late beacon marks its bucket and
+the next roll recomputes it, rows older than the retention go. On a database of its own: the
+roller rolls every customer's last 90 minutes."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from edgestats_core.query.windows import floor_to
+from edgestats_stack import postgres
+from edgestats_stack.stack import REPO
+from metrics_service import beacon_store, live_reads, live_rollups, minute_rollups, rollups
+from metrics_service.beacon_validation import validate
+from tests.builders import beacon, session_profile
+from tests.db.test_rollups import store
+from tests.fixtures.stack import migrated_database
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture(scope="module")
+def url():
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("needs the local cluster to create a database")
+    port = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
+    with migrated_database(postgres.ensure_cluster(REPO / ".run", port), "edgestats_live") as made:
+        yield made
+
+
+def roll(url: str, now: datetime) -> live_rollups.LiveRoll | None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return live_rollups.roll_up_live(conn, now)
+
+
+def recent(customer_id: str, now: datetime, minutes: int, sessions: int, seed: int) -> list[dict]:
+    """A beacon every 5 s of each of `sessions` sessions over the last `minutes` before `now`
+    (up to a second before it), at random milliseconds."""
+    rng = random.Random(seed)
+    profiles = [session_profile(i, ["ch-1", "ch-2"], rng) for i in range(sessions)]
+    start = floor_to(now - timedelta(minutes=minutes), 5)
+    slots = int((now - start).total_seconds()) // 5
+    made = [beacon(customer_id, profile, start + timedelta(
+                milliseconds=5000 * slot + rng.randrange(5000)), rng)
+            for profile in profiles for slot in range(slots)]
+    return [b for b in made if b["__time"] < now - timedelta(seconds=1)]
+
+
+def expected(beacons: list[dict], width: int, until: datetime) -> dict[datetime, tuple]:
+    """Per bucket of `width` seconds before `until`: (beacons, Σ total throughput, sessions)."""
+    buckets: dict[datetime, list[dict]] = defaultdict(list)
+    for b in beacons:
+        if b["__time"] < until:
+            buckets[floor_to(b["__time"], width)].append(b)
+    return {t: (len(rows), sum(r["TotalDownlinkThroughput"] for r in rows),
+                len({r["SessionId"] for r in rows})) for t, rows in buckets.items()}
+
+
+def stored(url: str, customer_id: str, width: int, until: datetime) -> dict[datetime, tuple]:
+    """The whole-customer rows of that width, summed over source and p2p_compatible."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            'SELECT "time", sum(beacons), sum(sum_total_downlink_throughput),'
+            " round(hll_cardinality(hll_union_agg(sessions)))::int FROM beacons_live"
+            ' WHERE customer_id = %s AND NOT scoped AND width = %s AND "time" < %s'
+            " GROUP BY 1", (customer_id, width, until)).fetchall()
+    return {t: (int(n), float(kbit), sessions) for t, n, kbit, sessions in rows}
+
+
+def assert_rows_as_beacons(url: str, customer_id: str, beacons: list[dict], until: datetime):
+    for width in (5, 30):
+        complete = floor_to(until, width)
+        got, want = stored(url, customer_id, width, complete), expected(beacons, width, complete)
+        assert got.keys() == want.keys()
+        for t, (n, kbit, sessions) in want.items():
+            assert got[t][0] == n and got[t][2] == sessions
+            assert got[t][1] == pytest.approx(kbit, rel=1e-9)
+
+
+def test_rows_equal_the_beacons_and_a_late_beacon_is_recomputed(url):
+    now = datetime.now(UTC)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = recent(customer_id, now, 20, sessions=12, seed=31)
+    store(url, customer_id, beacons, now)
+    done = roll(url, now)
+    assert done is not None and done.end == live_rollups.goal_of(now)
+    assert_rows_as_beacons(url, customer_id, beacons, done.end)
+    assert roll(url, now) is None  # nothing new: no work
+
+    late = recent(customer_id, now - timedelta(minutes=4), 3, sessions=2, seed=32)
+    for b in late:
+        b["SessionId"] += "-late"
+    store(url, customer_id, late, now)
+    first = floor_to(min(b["__time"] for b in late), 5)
+    with psycopg.connect(url) as conn:
+        held = conn.execute(live_reads.COVERAGE_SQL).fetchone()
+    assert held[1] == first  # readers stop at the earliest late bucket
+    redone = roll(url, now)
+    assert redone is not None and redone.start == first
+    assert_rows_as_beacons(url, customer_id, beacons + late, redone.end)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM live_late_buckets").fetchone()[0] == 0
+
+
+def test_a_roll_waits_for_the_ingest_in_flight(url):
+    """An ingest transaction with beacons of the seconds about to be rolled, not committed
+    yet: the roll's fence waits for it, so the rolled rows include its beacons."""
+    now = datetime.now(UTC) + timedelta(minutes=2)  # buckets no roll has fenced yet
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = recent(customer_id, now, 2, sessions=5, seed=33)
+    rows = [validate(b, customer_id, now) for b in beacons]
+    done: list = []
+    with psycopg.connect(url) as ingest, ingest.cursor() as cur:
+        cur.execute(beacon_store._STAGE)
+        with cur.copy(beacon_store._COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(beacon_store._HOLD_HOURS)
+        cur.execute(beacon_store._MERGE)
+        roller = threading.Thread(target=lambda: done.append(roll(url, now)))
+        roller.start()
+        roller.join(1.0)
+        assert roller.is_alive()  # fenced out until the ingest commits
+        ingest.commit()
+    roller.join(30)
+    assert not roller.is_alive() and done[0] is not None
+    assert_rows_as_beacons(url, customer_id, beacons, done[0].end)
+
+
+def test_rows_past_the_retention_go(url):
+    later = datetime.now(UTC) + live_rollups.RETENTION + timedelta(minutes=5)
+    done = roll(url, later)
+    assert done is not None and done.held_from > datetime.now(UTC)
+    with psycopg.connect(url) as conn:
+        for table in live_rollups.TABLES:
+            oldest = conn.execute(f'SELECT min("time") FROM {table}').fetchone()[0]
+            assert oldest is None or oldest >= done.held_from
+
+
+def test_the_fence_takes_the_hours_ingest_holds():
+    """The lock namespace and hour keys are the ones ingestion holds shared."""
+    assert live_rollups.FENCE_NAMESPACE == minute_rollups.FENCE_NAMESPACE
+    assert live_rollups.hour_key is rollups.hour_key

@@ -174,7 +174,7 @@ def _rollup_summary_sql(level: str, source: str) -> str:
 
 def _live_scope(query: LegacyQuery) -> live_reads.LiveScope:
     filters = {c: getattr(query, c) for c in SCOPE_COLUMNS if getattr(query, c) is not None}
-    return live_reads.LiveScope(query.customer_id, filters)
+    return live_reads.LiveScope((query.customer_id,), filters)
 
 
 async def _summary_fetch(db: Database, query: LegacyQuery, level: str) -> list[dict]:

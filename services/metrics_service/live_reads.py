@@ -44,9 +44,10 @@ def _ceil_to(instant: datetime, seconds: int) -> datetime:
 
 @dataclass(frozen=True)
 class LiveScope:
-    """Whose beacons a query reads: the customer and the legacy scope (column -> value)."""
+    """Whose beacons a query reads: the customers and filters (column of the live rows ->
+    value: the legacy scope, v1 dimension filters)."""
 
-    customer_id: str
+    customer_ids: tuple[str, ...]
     filters: dict[str, str]
 
 
@@ -58,20 +59,26 @@ def relation(
     holding exactly the beacons of the window in scope: `scoped` rows (per scope) or the
     whole customer's; 30-second rows for the whole 30-second buckets of the window the layer
     holds when `coarse` (summaries, 30-second series), 5-second rows for the rest it holds,
-    and rows aggregated from raw beacons for [held.upto, window.end)."""
-    upto = max(min(held.upto, window.end), window.start)
+    and rows aggregated from raw beacons for [held.upto, window.end) and, when the window
+    starts or ends inside a 5-second bucket (v1 ranges), for that partial bucket (its row is
+    timed at the bucket's start)."""
+    first = _ceil_to(window.start, LIVE_WIDTH)
+    # whole 5-second rows up to here (a range ending inside a bucket reads that one raw)
+    upto = max(floor_to(min(held.upto, window.end), LIVE_WIDTH), first)
     # the 30-second buckets read from 30-second rows (none: an empty range)
-    low, high = _ceil_to(window.start, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
+    low, high = _ceil_to(first, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
     if not coarse or high <= low:
-        low = high = window.start
-    params: dict = {"live_customer": scope.customer_id, "scoped": scoped, "start": window.start,
-                    "upto": upto, "end": window.end, "coarse_from": low, "coarse_to": high}
+        low = high = first
+    params: dict = {"live_customers": list(scope.customer_ids), "scoped": scoped,
+                    "start": window.start, "first": first, "upto": upto, "end": window.end,
+                    "coarse_from": low, "coarse_to": high}
     filters = ""
     for column, value in scope.filters.items():
         filters += f" AND {column} = %(scope_{column})s"
         params[f"scope_{column}"] = value
-    raw_where = ('customer_id = %(live_customer)s AND "time" >= %(upto)s'
-                 f' AND "time" < %(end)s{filters}')
+    raw_where = ('customer_id = ANY(%(live_customers)s) AND (("time" >= %(upto)s'
+                 ' AND "time" < %(end)s) OR ("time" >= %(start)s AND "time" < %(first)s))'
+                 f'{filters}')
     if dimension is None:
         table, tail = "beacons_live", live_select(raw_where, scoped)
     else:
@@ -79,10 +86,11 @@ def relation(
         filters += " AND dimension = %(dimension)s"
         params["dimension"] = dimension
     held_rows = (
-        f"SELECT * FROM {table} WHERE customer_id = %(live_customer)s AND scoped = %(scoped)s"
+        f"SELECT * FROM {table} WHERE customer_id = ANY(%(live_customers)s)"
+        " AND scoped = %(scoped)s"
         f"{filters} AND ((width = {COARSE_WIDTH}"
         ' AND "time" >= %(coarse_from)s AND "time" < %(coarse_to)s)'
-        f' OR (width = {LIVE_WIDTH} AND "time" >= %(start)s AND "time" < %(upto)s'
+        f' OR (width = {LIVE_WIDTH} AND "time" >= %(first)s AND "time" < %(upto)s'
         ' AND NOT ("time" >= %(coarse_from)s AND "time" < %(coarse_to)s)))')
     return f"({held_rows} UNION ALL {tail}) AS rows", params
 
@@ -94,7 +102,7 @@ async def source(
     """`relation` for the window, or None when the layer cannot answer it: longer than
     `LONGEST`, starting before the layer holds, or nothing of it rolled yet (then raw beacons
     answer it as fast)."""
-    if window.end - window.start > LONGEST:
+    if window.end - window.start > LONGEST or _ceil_to(window.start, LIVE_WIDTH) >= window.end:
         return None
     held = await coverage(db)
     if held is None or window.start < held.held_from or held.upto <= window.start:

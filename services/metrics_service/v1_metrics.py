@@ -13,13 +13,20 @@ from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
 from edgestats_core.http_query import QueryParams
+from edgestats_core.metrics import live_rows
 from edgestats_core.metrics.rollup_rows import Coverage
 from edgestats_core.metrics.v1_definitions import V1_METRICS, V1Metric
 from edgestats_core.query import layers, planner, v1_spec
-from edgestats_core.query.granularity import NAMES, grafana_value, parse_grafana_value
+from edgestats_core.query.granularity import (
+    FIXED_SECONDS,
+    NAMES,
+    grafana_value,
+    parse_grafana_value,
+)
 from edgestats_core.query.result_cache import ResultCache
+from edgestats_core.query.windows import Window
 from edgestats_core.tenancy.interceptor import current_principal
-from metrics_service import v1_rows
+from metrics_service import live_reads, v1_rows
 from metrics_service.legacy_stats import json_body
 from metrics_service.rollup_state import coverage
 
@@ -73,16 +80,31 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         v1_spec.check_range(spec, now)
 
         async def answer() -> httpbody_pb2.HttpBody:
-            rolled = Coverage()
-            if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
-                rolled = await coverage(self.db, spec.start, spec.end)
-            plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes)
+            plan = await self._live_plan(spec, metric)
+            if plan is None:
+                rolled = Coverage()
+                if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
+                    rolled = await coverage(self.db, spec.start, spec.end)
+                plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes)
             rows = await self.db.fetch(plan.sql, plan.params)
             return json_body(v1_rows.render(spec, metric, rows))
 
         long = spec.end - spec.start >= planner.TOTALS_PREFERRED_SPAN
         ttl = self.settings.long_result_cache_seconds if long else None
         return await self.cache.get(("v1", metric.path, spec), answer, ttl)
+
+    async def _live_plan(self, spec: v1_spec.V1Spec, metric: V1Metric) -> planner.Plan | None:
+        """The plan over the live layer when it may answer and holds the range (the last
+        hour or so), else None."""
+        if not planner.reads_live(spec, metric):
+            return None
+        filters = dict(spec.filters)
+        scope = live_reads.LiveScope(spec.customer_ids, filters)
+        window = Window(spec.start, spec.end, FIXED_SECONDS[spec.granularity])
+        live = await live_reads.source(
+            self.db, window, scope, scoped=bool(set(filters) - set(live_rows.SPLIT)),
+            coarse=window.resolution_seconds % live_rows.COARSE_WIDTH == 0)
+        return None if live is None else planner.live_plan(spec, metric, *live)
 
     async def ListGrafanaGranularities(self, request, context):
         params = QueryParams(request, context)

@@ -21,10 +21,11 @@ from edgestats_core.tenancy.api_keys import create_customer_key
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO, start_stack
 from metrics_service import live_reads, live_rollups
-from tests import oracle
+from tests import oracle, oracle_v1
 from tests.builders import beacon, session_profile, wire
 from tests.compare import assert_same
 from tests.e2e.api import Api
+from tests.e2e.test_v1_layers import ask, iso
 from tests.fixtures.stack import migrated_database
 
 pytestmark = pytest.mark.e2e
@@ -132,6 +133,22 @@ def assert_answers_like_raw(world: World) -> None:
                                 expected)
                     assert_same(api.get_json(f"{path}/stats/{stem}/last_point", key, **params),
                                 oracle.last_point(expected))
+    assert_v1_like_raw(world)
+
+
+V1_PATHS = ["audience", "traffic", "viewing_time", "buffer_health", "qoe/rebuffering/ratio"]
+
+
+def assert_v1_like_raw(world: World) -> None:
+    """v1 metrics the live layer keeps, over the last hour at minute buckets (ranges starting
+    and ending inside a 5-second bucket), equal the v1 oracle."""
+    ranges = [(world.now - timedelta(hours=1) + timedelta(seconds=3), world.now),
+              (world.now - timedelta(minutes=17, seconds=2), world.now - timedelta(seconds=1))]
+    for start, end in ranges:
+        body = {"from_date": iso(start), "to_date": iso(end), "granularity": "minute"}
+        for path in V1_PATHS:
+            assert_same(ask(world.api, world.key, path, body),
+                        oracle_v1.metric(path, world.beacons, ["c-live"], start, end, "minute"))
 
 
 def test_raw_only_before_any_roll(world: World):

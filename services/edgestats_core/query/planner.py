@@ -92,6 +92,34 @@ def choose_layer(
     return "realtime" if realtime else rollup
 
 
+# v1 metrics whose rollup form reads only what the live layer keeps (edgestats_core.metrics.
+# live_rows: sums and counts of its measures, the session sketch), and the filters it keeps
+LIVE_METRICS = frozenset({
+    "audience", "traffic", "traffic/offload/percentage", "throughput", "viewing_time",
+    "buffer_health", "qoe/rebuffering/ratio", "qoe/buffer_filling_rate", "qoe/dropped_frames",
+})
+LIVE_FILTERS = frozenset({"source", "p2p_compatible", "channel_id", "stream_id", "bitrate",
+                          "representation_id"})
+
+
+def reads_live(spec: V1Spec, metric: V1Metric) -> bool:
+    """Whether the live layer may answer (when it holds the range): no layer named, counts
+    approximate, a fixed granularity of whole 5 seconds, no breakdown, filters it keeps."""
+    seconds = FIXED_SECONDS.get(spec.granularity)
+    return (not spec.exact_distinct and spec.data_layer is None and metric.path in LIVE_METRICS
+            and not metric.group and seconds is not None and seconds % 5 == 0
+            and all(column in LIVE_FILTERS for column, _ in spec.filters))
+
+
+def live_plan(spec: V1Spec, metric: V1Metric, relation: str, params: dict) -> Plan:
+    """The metric's rollup form over live rows (`relation`, metrics_service.live_reads),
+    grouped by bucket and customer like `plan`."""
+    outer = [f"{expr} AS {name}" for name, expr in (metric.rollup_aggregates or {}).items()]
+    sql = (f"SELECT {bucket_sql(spec.granularity)} AS bucket, customer_id, {', '.join(outer)}"
+           f" FROM {relation} GROUP BY 1, 2")
+    return Plan(sql, params, "live")
+
+
 def hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
     """Hour starts merged into contiguous [from, to) ranges, in order."""
     ranges: list[tuple[datetime, datetime]] = []

@@ -24,6 +24,7 @@ from edgestats_core.metrics.definitions import (
     StatMetric,
     pretty_duration,
 )
+from edgestats_core.metrics.live_rows import level_for
 from edgestats_core.query import planner
 from edgestats_core.query.windows import Window, floor_to
 from metrics_service import live_reads
@@ -182,8 +183,9 @@ async def _summary_fetch(db: Database, query: LegacyQuery, level: str) -> list[d
     from raw beacons."""
     seconds = {"bucket_seconds": _window_seconds(query)}
     scope = _live_scope(query)
+    grouped = set(LEVELS[level]) | ({"masked_stream_uri"} if level == "stream" else set())
     live = await live_reads.source(db, query.window, scope, coarse=True,
-                                   scoped=level != "aggregate" or bool(scope.filters))
+                                   level=level_for(grouped | set(scope.filters)))
     if live is not None:
         relation, params = live
         return await db.fetch(_rollup_summary_sql(level, relation), {**params, **seconds})
@@ -292,7 +294,7 @@ async def _live_points(
     form of the metric over live rows, device breakdowns over the device rows."""
     scope = _live_scope(query)
     live = await live_reads.source(
-        db, query.window, scope, scoped=bool(scope.filters),
+        db, query.window, scope, level=level_for(set(scope.filters)),
         coarse=query.window.resolution_seconds % live_reads.COARSE_WIDTH == 0,
         dimension=metric.group_column)
     if live is None:

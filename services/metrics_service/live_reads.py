@@ -52,12 +52,12 @@ class LiveScope:
 
 
 def relation(
-    window: Window, held: LiveCoverage, scope: LiveScope, *, scoped: bool, coarse: bool,
+    window: Window, held: LiveCoverage, scope: LiveScope, *, level: int, coarse: bool,
     dimension: str | None = None,
 ) -> tuple[str, dict]:
     """beacons_live rows (or, with `dimension`, beacons_live_devices rows of that dimension)
-    holding exactly the beacons of the window in scope: `scoped` rows (per scope) or the
-    whole customer's; 30-second rows for the whole 30-second buckets of the window the layer
+    holding exactly the beacons of the window in scope: rows of `level` (live_rows.LEVELS:
+    the coarsest that keeps the scope's columns and what the query groups by); 30-second rows for the whole 30-second buckets of the window the layer
     holds when `coarse` (summaries, 30-second series), 5-second rows for the rest it holds,
     and rows aggregated from raw beacons for [held.upto, window.end) and, when the window
     starts or ends inside a 5-second bucket (v1 ranges), for that partial bucket (its row is
@@ -69,7 +69,7 @@ def relation(
     low, high = _ceil_to(first, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
     if not coarse or high <= low:
         low = high = first
-    params: dict = {"live_customers": list(scope.customer_ids), "scoped": scoped,
+    params: dict = {"live_customers": list(scope.customer_ids), "level": level,
                     "start": window.start, "first": first, "upto": upto, "end": window.end,
                     "coarse_from": low, "coarse_to": high}
     filters = ""
@@ -80,14 +80,14 @@ def relation(
                  ' AND "time" < %(end)s) OR ("time" >= %(start)s AND "time" < %(first)s))'
                  f'{filters}')
     if dimension is None:
-        table, tail = "beacons_live", live_select(raw_where, scoped)
+        table, tail = "beacons_live", live_select(raw_where, level)
     else:
-        table, tail = "beacons_live_devices", live_devices_select(raw_where, scoped, (dimension,))
+        table, tail = "beacons_live_devices", live_devices_select(raw_where, level, (dimension,))
         filters += " AND dimension = %(dimension)s"
         params["dimension"] = dimension
     held_rows = (
         f"SELECT * FROM {table} WHERE customer_id = ANY(%(live_customers)s)"
-        " AND scoped = %(scoped)s"
+        " AND level = %(level)s"
         f"{filters} AND ((width = {COARSE_WIDTH}"
         ' AND "time" >= %(coarse_from)s AND "time" < %(coarse_to)s)'
         f' OR (width = {LIVE_WIDTH} AND "time" >= %(first)s AND "time" < %(upto)s'
@@ -96,7 +96,7 @@ def relation(
 
 
 async def source(
-    db: Database, window: Window, scope: LiveScope, *, scoped: bool, coarse: bool,
+    db: Database, window: Window, scope: LiveScope, *, level: int, coarse: bool,
     dimension: str | None = None,
 ) -> tuple[str, dict] | None:
     """`relation` for the window, or None when the layer cannot answer it: longer than
@@ -107,4 +107,4 @@ async def source(
     held = await coverage(db)
     if held is None or window.start < held.held_from or held.upto <= window.start:
         return None
-    return relation(window, held, scope, scoped=scoped, coarse=coarse, dimension=dimension)
+    return relation(window, held, scope, level=level, coarse=coarse, dimension=dimension)

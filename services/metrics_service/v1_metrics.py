@@ -102,7 +102,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         scope = live_reads.LiveScope(spec.customer_ids, filters)
         window = Window(spec.start, spec.end, FIXED_SECONDS[spec.granularity])
         live = await live_reads.source(
-            self.db, window, scope, scoped=bool(set(filters) - set(live_rows.SPLIT)),
+            self.db, window, scope, level=live_rows.level_for(set(filters)),
             coarse=window.resolution_seconds % live_rows.COARSE_WIDTH == 0)
         return None if live is None else planner.live_plan(spec, metric, *live)
 

@@ -5,6 +5,7 @@ roller rolls every customer's last 90 minutes."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from edgestats_core.metrics.live_rows import LEVELS
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO
@@ -64,21 +66,25 @@ def expected(beacons: list[dict], width: int, until: datetime) -> dict[datetime,
                 len({r["SessionId"] for r in rows})) for t, rows in buckets.items()}
 
 
-def stored(url: str, customer_id: str, width: int, until: datetime) -> dict[datetime, tuple]:
-    """The whole-customer rows of that width, summed over source and p2p_compatible."""
+def stored(
+    url: str, customer_id: str, width: int, until: datetime, level: int,
+) -> dict[datetime, tuple]:
+    """The rows of that width and level, summed over their scopes, source and
+    p2p_compatible."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             'SELECT "time", sum(beacons), sum(sum_total_downlink_throughput),'
             " round(hll_cardinality(hll_union_agg(sessions)))::int FROM beacons_live"
-            ' WHERE customer_id = %s AND NOT scoped AND width = %s AND "time" < %s'
-            " GROUP BY 1", (customer_id, width, until)).fetchall()
+            ' WHERE customer_id = %s AND level = %s AND width = %s AND "time" < %s'
+            " GROUP BY 1", (customer_id, level, width, until)).fetchall()
     return {t: (int(n), float(kbit), sessions) for t, n, kbit, sessions in rows}
 
 
 def assert_rows_as_beacons(url: str, customer_id: str, beacons: list[dict], until: datetime):
-    for width in (5, 30):
+    for width, level in itertools.product((5, 30), LEVELS):
         complete = floor_to(until, width)
-        got, want = stored(url, customer_id, width, complete), expected(beacons, width, complete)
+        want = expected(beacons, width, complete)
+        got = stored(url, customer_id, width, complete, level)
         assert got.keys() == want.keys()
         for t, (n, kbit, sessions) in want.items():
             assert got[t][0] == n and got[t][2] == sessions

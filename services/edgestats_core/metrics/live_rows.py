@@ -3,9 +3,9 @@
 beacons_live holds, per customer and 5- or 30-second bucket, the sums and counts the legacy
 metrics read (`definitions.ROLLUP_SUMMARY_METRICS`, `StatMetric.rollup_expression`: the same
 column names as the rollups) split by source and p2p_compatible, with the bucket's sessions
-as a HyperLogLog; beacons_live_devices the sessions per device dimension value. Rows with
-`scoped` carry the legacy scope (channel, stream, bitrate, rendition); rows without it are
-the whole customer, for unscoped queries (a few rows a bucket instead of one per scope).
+as a HyperLogLog; beacons_live_devices the sessions per device dimension value. Each bucket
+has rows of four levels (`LEVELS`): the whole customer, per channel, per stream, per
+rendition (channel, stream, bitrate, representation).
 
 Used by the live roller (metrics_service.live_rollups) and by the queries that aggregate the
 not-yet-rolled seconds on the fly (metrics_service.live_reads), so both produce the same rows.
@@ -27,7 +27,26 @@ MEASURES = (
 DEVICE_DIMENSIONS = ("os_name", "browser_name", "connection_type")
 DEVICE_SCOPE = ("channel_id", "stream_id", "bitrate", "representation_id")
 
+# Row levels: the scope columns a level's rows keep (the others are null). A query reads the
+# coarsest level that keeps every column it filters or groups by (`level_for`): a customer's
+# totals are a few rows a bucket, its per-channel rows a few per channel.
+LEVELS: dict[int, tuple[str, ...]] = {
+    0: (),
+    1: ("channel_id",),
+    2: ("channel_id", "stream_id", "masked_stream_uri"),
+    3: SCOPE,
+}
+DEVICE_LEVELS: dict[int, tuple[str, ...]] = {
+    0: (), 1: ("channel_id",), 2: ("channel_id", "stream_id"), 3: DEVICE_SCOPE,
+}
+
 _SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
+
+
+def level_for(columns: set[str] | frozenset[str]) -> int:
+    """The coarsest level whose rows keep every scope column of `columns` (others ignored)."""
+    needed = set(columns) & set(SCOPE)
+    return min(level for level, kept in LEVELS.items() if needed <= set(kept))
 
 
 def _bucket(width: int) -> str:
@@ -35,31 +54,34 @@ def _bucket(width: int) -> str:
 
 
 def _grouping(
-    scope: tuple[str, ...], rest: tuple[str, ...], scoped: bool | None,
-) -> tuple[str, str]:
-    """(the `scoped` column, the GROUP BY) for whole-customer rows, scoped rows or both."""
-    whole = ", ".join(("customer_id", "bucket", *rest))
-    every = ", ".join(("customer_id", "bucket", *scope, *rest))
-    if scoped is None:
-        return (f"GROUPING({scope[0]}) = 0", f"GROUPING SETS (({whole}), ({every}))")
-    return ("true", every) if scoped else ("false", whole)
+    levels: dict[int, tuple[str, ...]], rest: tuple[str, ...], level: int | None,
+) -> tuple[str, str, str]:
+    """(the `level` column, the scope columns, the GROUP BY) for rows of one level, or of
+    every level at once (`level` None: the roller's, one pass with grouping sets)."""
+    scope = levels[max(levels)]
+
+    def keys(kept: tuple[str, ...]) -> str:
+        return ", ".join(("customer_id", "bucket", *kept, *rest))
+
+    if level is not None:
+        kept = levels[level]
+        columns = ", ".join(c if c in kept else f"NULL::text AS {c}" for c in scope)
+        return str(level), columns, keys(kept)
+    # a level's rows are those whose deepest grouped scope column is its last one
+    cases = " ".join(f"WHEN GROUPING({kept[-1]}) = 0 THEN {n}"
+                     for n, kept in sorted(levels.items(), reverse=True) if kept)
+    sets = ", ".join(f"({keys(kept)})" for kept in levels.values())
+    return f"CASE {cases} ELSE 0 END", ", ".join(scope), f"GROUPING SETS ({sets})"
 
 
-def _scope_columns(scope: tuple[str, ...], scoped: bool | None) -> str:
-    """The scope columns of a row (null on whole-customer rows)."""
-    if scoped is False:
-        return ", ".join(f"NULL::text AS {c}" for c in scope)
-    return ", ".join(scope)
-
-
-def live_select(where: str, scoped: bool | None = None) -> str:
+def live_select(where: str, level: int | None = None) -> str:
     """beacons_live rows (in table order) at 5-second buckets from the raw beacons matching
-    `where`: both kinds (`scoped` None, the roller's), or only scoped / whole-customer rows."""
-    scoped_column, group_by = _grouping(SCOPE, SPLIT, scoped)
+    `where`: of every level (`level` None, the roller's), or of one."""
+    level_column, scope, group_by = _grouping(LEVELS, SPLIT, level)
     measures = ", ".join(f"sum({m}) AS sum_{m}, count({m}) AS count_{m}" for m in MEASURES)
     return f"""
-    SELECT customer_id, {scoped_column} AS scoped, {LIVE_WIDTH}::smallint AS width,
-           bucket AS "time", {_scope_columns(SCOPE, scoped)}, {", ".join(SPLIT)},
+    SELECT customer_id, ({level_column})::smallint AS level, {LIVE_WIDTH}::smallint AS width,
+           bucket AS "time", {scope}, {", ".join(SPLIT)},
            count(*) AS beacons, {measures}, {_SESSION_HLL} AS sessions
     FROM (SELECT *, {_bucket(LIVE_WIDTH)} AS bucket FROM beacons WHERE {where}) b
     GROUP BY {group_by}
@@ -67,18 +89,17 @@ def live_select(where: str, scoped: bool | None = None) -> str:
 
 
 def live_devices_select(
-    where: str, scoped: bool | None = None, dimensions: tuple[str, ...] = DEVICE_DIMENSIONS,
+    where: str, level: int | None = None, dimensions: tuple[str, ...] = DEVICE_DIMENSIONS,
 ) -> str:
     """beacons_live_devices rows at 5-second buckets from the raw beacons matching `where`,
     for `dimensions` (column names of beacons, stored as the `dimension` value). A null value
     is stored as '' (with the empty ones): a bucket whose beacons have no value still has a
     (valueless) series point."""
-    scoped_column, group_by = _grouping(DEVICE_SCOPE, ("dimension", "value"), scoped)
+    level_column, scope, group_by = _grouping(DEVICE_LEVELS, ("dimension", "value"), level)
     values = ", ".join(f"('{d}', {d})" for d in dimensions)
     return f"""
-    SELECT customer_id, {scoped_column} AS scoped, {LIVE_WIDTH}::smallint AS width,
-           bucket AS "time", {_scope_columns(DEVICE_SCOPE, scoped)}, dimension, value,
-           {_SESSION_HLL} AS sessions
+    SELECT customer_id, ({level_column})::smallint AS level, {LIVE_WIDTH}::smallint AS width,
+           bucket AS "time", {scope}, dimension, value, {_SESSION_HLL} AS sessions
     FROM (SELECT b.*, {_bucket(LIVE_WIDTH)} AS bucket, d.dimension, coalesce(d.value, '') AS value
           FROM beacons b CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value)
           WHERE {where}) b
@@ -96,9 +117,9 @@ def coarse_select(table: str) -> str:
         keys, merged = ", ".join((*DEVICE_SCOPE, "dimension", "value")), ""
     aggregates = f"{merged + ', ' if merged else ''}hll_union_agg(sessions)"
     return f"""
-    SELECT customer_id, scoped, {COARSE_WIDTH}::smallint, {_bucket(COARSE_WIDTH)} AS bucket,
+    SELECT customer_id, level, {COARSE_WIDTH}::smallint, {_bucket(COARSE_WIDTH)} AS bucket,
            {keys}, {aggregates}
     FROM {table}
     WHERE width = {LIVE_WIDTH} AND "time" >= %(start)s AND "time" < %(end)s
-    GROUP BY customer_id, scoped, bucket, {keys}
+    GROUP BY customer_id, level, bucket, {keys}
     """

@@ -4,15 +4,16 @@
 -- or so behind ingestion, for the last 90 minutes. Readers take the rows up to where the
 -- roller has rolled (live_progress) and the newest seconds from raw beacons.
 --
--- beacons_live: one row per (bucket, source, p2p_compatible) for the whole customer
--- (scoped = false) and one per (bucket, channel, stream, stream URI, bitrate, rendition,
--- source, p2p_compatible) (scoped = true): sums and counts of the measures the legacy
+-- beacons_live: per bucket, source and p2p_compatible, rows of four levels: the whole
+-- customer (level 0), per channel (1), per stream and its URI (2), per rendition (channel,
+-- stream, URI, bitrate, representation: 3; the columns a level does not keep are null), so
+-- that a query reads the coarsest rows that keep what it filters or groups by: sums and counts of the measures the legacy
 -- metrics average or sum, and the bucket's distinct sessions as a HyperLogLog (log2m 14, as
 -- the rollups); the device counts are unions of the sketches of the rows matching their
 -- predicate on source / p2p_compatible. System-managed, recomputable from raw beacons.
 CREATE TABLE beacons_live (
     customer_id         text NOT NULL,
-    scoped              boolean NOT NULL,
+    level               smallint NOT NULL,     -- 0 customer, 1 channel, 2 stream, 3 rendition
     width               smallint NOT NULL,     -- bucket seconds: 5 or 30
     "time"              timestamptz NOT NULL,  -- bucket start
     channel_id          text,
@@ -47,16 +48,16 @@ CREATE TABLE beacons_live (
     count_p2p_response_time            bigint,
     sessions            hll NOT NULL
 );
-CREATE INDEX beacons_live_read ON beacons_live (customer_id, scoped, width, "time");
+CREATE INDEX beacons_live_read ON beacons_live (customer_id, level, width, "time");
 -- the roller replaces and expires rows by time, for every customer
 CREATE INDEX beacons_live_time ON beacons_live ("time");
 
 -- distinct sessions per device dimension value (os_name, browser_name, connection_type;
 -- null stored as '', so that a bucket whose beacons have no value still has its series
--- point), for the whole customer and per scope, at the same buckets
+-- point), at the same levels (0 customer, 1 channel, 2 stream, 3 rendition) and buckets
 CREATE TABLE beacons_live_devices (
     customer_id         text NOT NULL,
-    scoped              boolean NOT NULL,
+    level               smallint NOT NULL,
     width               smallint NOT NULL,
     "time"              timestamptz NOT NULL,
     channel_id          text,
@@ -68,7 +69,7 @@ CREATE TABLE beacons_live_devices (
     sessions            hll NOT NULL
 );
 CREATE INDEX beacons_live_devices_read
-    ON beacons_live_devices (customer_id, dimension, scoped, width, "time");
+    ON beacons_live_devices (customer_id, dimension, level, width, "time");
 CREATE INDEX beacons_live_devices_time ON beacons_live_devices ("time");
 
 -- How far the live layer holds every beacon (one row): its rows are complete for

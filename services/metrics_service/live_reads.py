@@ -57,8 +57,9 @@ def relation(
 ) -> tuple[str, dict]:
     """beacons_live rows (or, with `dimension`, beacons_live_devices rows of that dimension)
     holding exactly the beacons of the window in scope: rows of `level` (live_rows.LEVELS:
-    the coarsest that keeps the scope's columns and what the query groups by); 30-second rows for the whole 30-second buckets of the window the layer
-    holds when `coarse` (summaries, 30-second series), 5-second rows for the rest it holds,
+    the coarsest that keeps the scope's columns and what the query groups by); 30-second
+    rows for the whole 30-second buckets of the window the layer holds when `coarse`
+    (summaries, 30-second series), 5-second rows for the rest it holds,
     and rows aggregated from raw beacons for [held.upto, window.end) and, when the window
     starts or ends inside a 5-second bucket (v1 ranges), for that partial bucket (its row is
     timed at the bucket's start)."""

@@ -11,7 +11,8 @@ against DuckDB over the same raw rows, within a minute of the load.
 3. From the end of the load, the seconds until every hour of it is in the rollups
    (published, or the current ones rolled by the minute roller) and nothing is pending.
 4. Then, and once more a minute after the load: `audience`, `traffic` and `viewing_time`
-   over the last 24 h at `hour` (no data_layer: the planner chooses), p50 of `--requests`
+   over the last 24 h at `hour` and over the last hour at `minute` (read from the live
+   layer) (no data_layer: the planner chooses), p50 of `--requests`
    sequential requests, against DuckDB over a Parquet export of the same raw beacons (p50 of
    5 runs), with the answers compared (traffic and viewing time exactly, audience within 2 %).
 """
@@ -115,9 +116,10 @@ def export_parquet(url: str, customer_id: str, directory: Path) -> Path:
     return parquet
 
 
-def duck(parquet: Path, metric: str, start: datetime, end: datetime) -> tuple[list, float]:
+def duck(parquet: Path, metric: str, start: datetime, end: datetime,
+         seconds: int = 3600) -> tuple[list, float]:
     naive = "TIMESTAMP '{}'"
-    query = (f"SELECT time_bucket(INTERVAL '3600 seconds', \"time\", TIMESTAMP '1970-01-01')"
+    query = (f"SELECT time_bucket(INTERVAL '{seconds} seconds', \"time\", TIMESTAMP '1970-01-01')"
              f" AS bucket, {METRICS[metric]} FROM '{parquet}'"
              f" WHERE \"time\" >= {naive.format(start.replace(tzinfo=None))}"
              f" AND \"time\" < {naive.format(end.replace(tzinfo=None))} GROUP BY 1 ORDER BY 1")
@@ -131,10 +133,10 @@ def duck(parquet: Path, metric: str, start: datetime, end: datetime) -> tuple[li
 
 
 async def service(url: str, key: str, metric: str, start: datetime, end: datetime,
-                  requests: int) -> tuple[list[dict], float]:
+                  requests: int, granularity: str = "hour") -> tuple[list[dict], float]:
     fmt = "%Y-%m-%dT%H:%M:%S.000Z"
     body = json.dumps({"from_date": start.strftime(fmt), "to_date": end.strftime(fmt),
-                       "granularity": "hour"}).encode()
+                       "granularity": granularity}).encode()
     connection = HttpConnection(url, {"authorization": f"Bearer {key}"})
     times, answer = [], b"[]"
     try:
@@ -162,16 +164,26 @@ def agrees(metric: str, answer: list[dict], rows: list[tuple]) -> bool:
     return True
 
 
+# (label, hours back from the end, granularity, its seconds): the day chart issue #14
+# measured, and the last hour at minute (read from the live layer)
+CASES = (("24 h at hour", 24, "hour", 3600), ("1 h at minute", 1, "minute", 60))
+
+
 async def compare(url: str, key: str, parquet: Path, end: datetime, requests: int,
                   label: str) -> None:
-    """The 24 hours up to the load's last whole minute, from a whole hour."""
-    start, end = floor_to(end, 3600) - timedelta(hours=23), floor_to(end, 60)
-    for metric in METRICS:
-        answer, ours = await service(url, key, metric, start, end, requests)
-        rows, theirs = duck(parquet, metric, start, end)
-        print(f"{label}: {metric:<13} 24 h at hour: edgestats p50 {ours * 1000:7.1f} ms,"
-              f" DuckDB p50 {theirs * 1000:7.1f} ms: {theirs / ours:5.2f}× DuckDB;"
-              f" answers {'agree' if agrees(metric, answer, rows) else 'DIFFER'}")
+    """The 24 hours up to the load's last whole minute from a whole hour, and the last hour
+    up to it."""
+    end = floor_to(end, 60)
+    for case, hours, granularity, seconds in CASES:
+        start = end - timedelta(hours=hours)
+        if seconds == 3600:
+            start = floor_to(end, 3600) - timedelta(hours=hours - 1)
+        for metric in METRICS:
+            answer, ours = await service(url, key, metric, start, end, requests, granularity)
+            rows, theirs = duck(parquet, metric, start, end, seconds)
+            print(f"{label}: {metric:<13} {case}: edgestats p50 {ours * 1000:7.1f} ms,"
+                  f" DuckDB p50 {theirs * 1000:7.1f} ms: {theirs / ours:5.2f}× DuckDB;"
+                  f" answers {'agree' if agrees(metric, answer, rows) else 'DIFFER'}")
 
 
 def main() -> None:

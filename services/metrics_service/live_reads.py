@@ -10,22 +10,15 @@ from datetime import datetime, timedelta
 from edgestats_core.db import Database
 from edgestats_core.metrics.live_rows import (
     COARSE_WIDTH,
+    COVERAGE_SQL,
     LIVE_WIDTH,
     live_devices_select,
     live_select,
 )
-from edgestats_core.query.windows import Window, floor_to
+from edgestats_core.query.windows import Window, ceil_to, floor_to
 
 # the longest window the layer answers (it keeps 90 minutes: live_rollups.RETENTION)
 LONGEST = timedelta(hours=1)
-# what the layer holds: [held_from, upto) is complete (upto: where it was rolled to, or its
-# earliest late bucket); no row when the live roller never ran
-COVERAGE_SQL = """
-SELECT held_from, least(rolled_to, (SELECT min(bucket) FROM live_late_buckets)) AS upto
-FROM live_progress
-"""
-
-
 @dataclass(frozen=True)
 class LiveCoverage:
     held_from: datetime
@@ -35,11 +28,6 @@ class LiveCoverage:
 async def coverage(db: Database) -> LiveCoverage | None:
     rows = await db.fetch(COVERAGE_SQL)
     return LiveCoverage(rows[0]["held_from"], rows[0]["upto"]) if rows else None
-
-
-def _ceil_to(instant: datetime, seconds: int) -> datetime:
-    floored = floor_to(instant, seconds)
-    return floored if floored == instant else floored + timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -63,11 +51,11 @@ def relation(
     and rows aggregated from raw beacons for [held.upto, window.end) and, when the window
     starts or ends inside a 5-second bucket (v1 ranges), for that partial bucket (its row is
     timed at the bucket's start)."""
-    first = _ceil_to(window.start, LIVE_WIDTH)
+    first = ceil_to(window.start, LIVE_WIDTH)
     # whole 5-second rows up to here (a range ending inside a bucket reads that one raw)
     upto = max(floor_to(min(held.upto, window.end), LIVE_WIDTH), first)
     # the 30-second buckets read from 30-second rows (none: an empty range)
-    low, high = _ceil_to(first, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
+    low, high = ceil_to(first, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
     if not coarse or high <= low:
         low = high = first
     params: dict = {"live_customers": list(scope.customer_ids), "level": level,
@@ -103,7 +91,7 @@ async def source(
     """`relation` for the window, or None when the layer cannot answer it: longer than
     `LONGEST`, starting before the layer holds, or nothing of it rolled yet (then raw beacons
     answer it as fast)."""
-    if window.end - window.start > LONGEST or _ceil_to(window.start, LIVE_WIDTH) >= window.end:
+    if window.end - window.start > LONGEST or ceil_to(window.start, LIVE_WIDTH) >= window.end:
         return None
     held = await coverage(db)
     if held is None or window.start < held.held_from or held.upto <= window.start:

@@ -21,7 +21,7 @@ from psycopg import errors as pg
 
 from edgestats_core.db import Database
 from edgestats_core.errors import ApiError, GatewayTimeout
-from edgestats_core.metrics import rollup_rows
+from edgestats_core.metrics import live_rows, rollup_rows
 from edgestats_core.tenancy.principals import Principal
 from sql_query_service.druid_sql.pipeline import ROW_CAP, Translation
 from sql_query_service.druid_sql.problems import SqlError
@@ -112,7 +112,10 @@ async def run(
                 if hours is not None:  # what the rollups hold, in this snapshot
                     start, end = hours
                     await cur.execute(rollup_rows.COVERAGE_SQL, {"start": start, "end": end})
-                    sql = translation.render(rollup_rows.Coverage.of(await cur.fetchall()))
+                    rolled = rollup_rows.Coverage.of(await cur.fetchall())
+                    await cur.execute(live_rows.COVERAGE_SQL)
+                    live = await cur.fetchone()
+                    sql = translation.render(rolled, tuple(live) if live else None)
                 await cur.execute(sql)
                 names = [c.name for c in cur.description or []]
                 rows = await cur.fetchall()

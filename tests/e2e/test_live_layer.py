@@ -25,6 +25,7 @@ from tests import oracle, oracle_v1
 from tests.builders import beacon, session_profile, wire
 from tests.compare import assert_same
 from tests.e2e.api import Api
+from tests.e2e.test_sql_rollups import close, rows_of
 from tests.e2e.test_v1_layers import ask, iso
 from tests.fixtures.stack import migrated_database
 
@@ -134,6 +135,7 @@ def assert_answers_like_raw(world: World) -> None:
                     assert_same(api.get_json(f"{path}/stats/{stem}/last_point", key, **params),
                                 oracle.last_point(expected))
     assert_v1_like_raw(world)
+    assert_sql_like_raw(world)
 
 
 V1_PATHS = ["audience", "traffic", "viewing_time", "buffer_health", "qoe/rebuffering/ratio"]
@@ -149,6 +151,31 @@ def assert_v1_like_raw(world: World) -> None:
         for path in V1_PATHS:
             assert_same(ask(world.api, world.key, path, body),
                         oracle_v1.metric(path, world.beacons, ["c-live"], start, end, "minute"))
+
+
+KPI = ("SELECT {by}COUNT(*) AS n, SUM(ViewingTime) AS vt, SUM(TotalDownlinkThroughput) AS t,"
+       ' COUNT(DISTINCT SessionId) AS d FROM "sdk-emea-realtime" WHERE CustomerId = \'c-live\''
+       " AND __time >= '{low}' AND __time < '{high}'{group}")
+
+
+def assert_sql_like_raw(world: World) -> None:
+    """Realtime SQL KPIs over the last hour (edges inside 5-second buckets), whole and per
+    minute, equal sums and distinct sessions computed here."""
+    low, high = world.now - timedelta(minutes=59, seconds=58), world.now - timedelta(seconds=2)
+    kept = [b for b in world.beacons if low <= b["__time"] < high]
+    for by, group, key in [("", "", None),
+                           ("TIME_FLOOR(__time, 'PT1M') AS m, ", " GROUP BY 1 ORDER BY 1",
+                            lambda b: b["__time"].replace(second=0, microsecond=0))]:
+        groups: dict = {}
+        for b in kept:
+            groups.setdefault(key(b) if key else None, []).append(b)
+        expected = [{**({"m": k.strftime("%Y-%m-%dT%H:%M:%S.000Z")} if key else {}),
+                     "n": len(rows), "vt": sum(r["ViewingTime"] or 0 for r in rows),
+                     "t": sum(r["TotalDownlinkThroughput"] for r in rows),
+                     "d": len({r["SessionId"] for r in rows})}
+                    for k, rows in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+        query = KPI.format(by=by, group=group, low=low.isoformat(), high=high.isoformat())
+        close(rows_of(world.api, world.key, query), expected)
 
 
 def test_raw_only_before_any_roll(world: World):
@@ -189,7 +216,16 @@ def test_rolled_windows_are_read_from_the_live_layer(world: World):
     module's raw data."""
     paths = ["/summary", "/summary/agg", "/stats/os", "/channels/ch-1/stats/platforms"]
     before = {(p, t): world.api.get_json(p, world.key, time=t) for p in paths for t in TIMES}
+    hour = {"from_date": iso(world.now - timedelta(hours=1)), "to_date": iso(world.now),
+            "granularity": "minute"}
+    v1 = {path: ask(world.api, world.key, path, hour) for path in V1_PATHS}
+    kpi = KPI.format(by="", group="", low=(world.now - timedelta(minutes=55)).isoformat(),
+                     high=world.now.isoformat())
+    sql = rows_of(world.api, world.key, kpi)
     with psycopg.connect(world.db_url, autocommit=True) as conn:
         assert conn.execute("DELETE FROM beacons WHERE customer_id = 'c-live'").rowcount > 0
     for (path, time), answer in before.items():
         assert world.api.get_json(path, world.key, time=time) == answer
+    for path, answer in v1.items():
+        assert ask(world.api, world.key, path, hour) == answer
+    assert rows_of(world.api, world.key, kpi) == sql and sql[0]["n"] > 0

@@ -40,6 +40,16 @@ DEVICE_LEVELS: dict[int, tuple[str, ...]] = {
     0: (), 1: ("channel_id",), 2: ("channel_id", "stream_id"), 3: DEVICE_SCOPE,
 }
 
+# What the live layer holds (one row, none before the live roller first ran): [held_from,
+# upto) is complete; upto is where it was rolled to, or its earliest late bucket.
+COVERAGE_SQL = """
+SELECT held_from, least(rolled_to, (SELECT min(bucket) FROM live_late_buckets)) AS upto
+FROM live_progress
+"""
+# the aggregate columns of the rollup totals (rollup_rows.TOTALS_COLUMNS) a live row has
+TOTALS_COLUMNS = frozenset({"beacons", "sessions",
+                            *(f"{p}_{m}" for m in MEASURES for p in ("sum", "count"))})
+
 _SESSION_HLL = f"hll_add_agg(hll_hash_text(session_id), {HLL_LOG2M})"
 
 

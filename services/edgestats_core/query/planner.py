@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from edgestats_core.metrics import rollup_rows
+from edgestats_core.metrics import live_rows, rollup_rows
 from edgestats_core.metrics.v1_definitions import V1Metric
 from edgestats_core.query.granularity import CALENDAR_MONTHS, FIXED_SECONDS
 from edgestats_core.query.v1_spec import V1Spec
-from edgestats_core.query.windows import floor_to
+from edgestats_core.query.windows import ceil_to, floor_to
 
 REALTIME_FINEST_COARSE = 1800  # thirty_minute
 REALTIME_SPAN = timedelta(hours=48)
@@ -259,35 +259,66 @@ def _merged(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime,
 
 def exact_totals_relation(
     start: datetime, end: datetime, rolled_hours: frozenset[datetime], minutes: Minutes,
-    columns: tuple[str, ...] | None = None,
+    columns: tuple[str, ...] | None = None, live: tuple[datetime, datetime] | None = None,
 ) -> tuple[str, dict] | None:
     """Totals rows (customer_id, "time", source and `columns`, default every aggregate
     column of TOTALS_COLUMNS) holding exactly the beacons of [start, end): the minute totals
     of the whole minutes in it that the rollups hold (rolled hours, the minute roller's
-    minutes), and rows aggregated from raw beacons per minute for the rest, timed at the
-    minute or at `start` when later, so that conditions on the exact time hold on every row
-    as on its beacons, and TIME_FLOOR by whole minutes puts them in their beacons' bucket.
-    None when the rollups hold too little of the range to beat raw beacons (as
-    `mostly_rolled`). For realtime SQL scans that only read what the totals keep
-    (sql_query_service rollups.plan_realtime)."""
+    minutes), the live layer's whole-customer 5-second rows where it holds the rest (`live`:
+    [held_from, upto)) and `columns` are all it keeps, and rows aggregated from raw beacons
+    per minute for the rest, all timed at the minute or at `start` when later, so that
+    conditions on the exact time hold on every row as on its beacons, and TIME_FLOOR by whole
+    minutes puts them in their beacons' bucket. None when the rollups hold too little of the
+    range to beat raw beacons (as `mostly_rolled`). For realtime SQL scans that only read
+    what the totals keep (sql_query_service rollups.plan_realtime)."""
     first = floor_to(start, 60) + (timedelta() if start == floor_to(start, 60) else MINUTE)
     last = floor_to(end, 60)
     held = _merged((max(low, first), min(high, last))
                    for low, high in [*hour_ranges(rolled_hours), *minutes])
     edges = [start, *(bound for low_high in held for bound in low_high), end]
     raw = _merged(zip(edges[::2], edges[1::2], strict=True))  # the gaps between held ranges
-    unrolled = sum((high - low for low, high in raw), timedelta())
-    if not held or unrolled > min(MAX_UNROLLED_HOURS * HOUR, (end - start) / 2):
-        return None
     names = columns if columns is not None else tuple(rollup_rows.LEAN_AGGREGATES)
+    from_live: list[tuple[datetime, datetime]] = []
+    if raw and live is not None and set(names) <= live_rows.TOTALS_COLUMNS:
+        raw, from_live = _split_live(raw, live)
+    unrolled = sum((high - low for low, high in raw), timedelta())
+    if not (held or from_live) or unrolled > min(MAX_UNROLLED_HOURS * HOUR, (end - start) / 2):
+        return None
     params: dict = {"exact_start": start}
-    parts = [f'SELECT customer_id, "time", source, {", ".join(names)} FROM beacons_minute_totals'
-             f" WHERE customer_id = ANY(%(customers)s) AND ({_spans('held', held, params)})"]
+    parts = []
+    if held:
+        parts.append(f'SELECT customer_id, "time", source, {", ".join(names)}'
+                     " FROM beacons_minute_totals WHERE customer_id = ANY(%(customers)s)"
+                     f" AND ({_spans('held', held, params)})")
+    if from_live:  # the live layer's whole-customer 5-second rows, timed as below
+        parts.append(
+            'SELECT customer_id, greatest(date_trunc(\'minute\', "time"), %(exact_start)s)'
+            f' AS "time", source, {", ".join(names)} FROM beacons_live'
+            " WHERE customer_id = ANY(%(customers)s) AND level = 0"
+            f" AND width = {live_rows.LIVE_WIDTH} AND ({_spans('live', from_live, params)})")
     if raw:
         parts.append(rollup_rows.lean_totals_select(
             f"customer_id = ANY(%(customers)s) AND ({_spans('raw', raw, params)})", "minute",
             names, "%(exact_start)s"))
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
+
+
+def _split_live(
+    ranges: list[tuple[datetime, datetime]], live: tuple[datetime, datetime],
+) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """(what raw beacons still answer, what the live layer's whole 5-second rows answer) of
+    `ranges`, given the live layer holds [live[0], live[1])."""
+    width = live_rows.LIVE_WIDTH
+    raw, held = [], []
+    for low, high in ranges:
+        a = ceil_to(max(low, live[0]), width)
+        b = floor_to(min(high, live[1]), width)
+        if b <= a:
+            raw.append((low, high))
+            continue
+        held.append((a, b))
+        raw += [r for r in ((low, a), (b, high)) if r[1] > r[0]]
+    return raw, held
 
 
 def bucket_sql(granularity: str) -> str:

@@ -45,6 +45,12 @@ def floor_to(instant: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def ceil_to(instant: datetime, seconds: int) -> datetime:
+    """The smallest multiple of `seconds` since the epoch at or after `instant`."""
+    floored = floor_to(instant, seconds)
+    return floored if floored == instant else floored + timedelta(seconds=seconds)
+
+
 def month_start(instant: datetime) -> datetime:
     return instant.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 

@@ -61,8 +61,11 @@ class Translation:
             return None
         return min(r.start for r in self.rollups), max(r.end for r in self.rollups)
 
-    def render(self, rolled: Coverage | None = None) -> str:
-        """The SQL to run, given what the rollups hold (None: nothing)."""
+    def render(
+        self, rolled: Coverage | None = None, live: tuple[datetime, datetime] | None = None,
+    ) -> str:
+        """The SQL to run, given what the rollups hold (None: nothing) and what the live
+        layer holds ([held_from, upto), for realtime scans; None: nothing)."""
         rolled = rolled or Coverage()
         sql = self.sql
         for source in self.rollups:
@@ -72,7 +75,7 @@ class Translation:
             if source.layer == "realtime":
                 relation = rollups.realtime_relation_sql(source.tier, source.start, source.end,
                                                          self.customers, hours, minutes,
-                                                         source.columns or ())
+                                                         source.columns or (), live)
                 if relation is None:  # the rollups hold too little: raw beacons as written
                     assert self.fallback is not None
                     return self.fallback

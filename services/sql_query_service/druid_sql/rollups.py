@@ -657,11 +657,13 @@ def _aggregate_aliases(tier: str) -> dict[str, str]:
 def realtime_relation_sql(
     tier: str, start: datetime, end: datetime, customers: tuple[str, ...],
     rolled_hours: frozenset[datetime], minutes: planner.Minutes, columns: tuple[str, ...],
+    live: tuple[datetime, datetime] | None = None,
 ) -> str | None:
     """The SELECT a realtime scan on the rollups reads (planner.exact_totals_relation with
-    only the aggregate `columns` it reads, parameters bound as literals, Druid column
-    names), or None: raw beacons answer."""
-    found = planner.exact_totals_relation(start, end, rolled_hours, minutes, columns)
+    only the aggregate `columns` it reads, the live layer's rows where it holds `live` and
+    the columns, parameters bound as literals, Druid column names), or None: raw beacons
+    answer."""
+    found = planner.exact_totals_relation(start, end, rolled_hours, minutes, columns, live)
     if found is None:
         return None
     relation, params = found

@@ -19,6 +19,8 @@ from edgestats_core.query.windows import Window, ceil_to, floor_to
 
 # the longest window the layer answers (it keeps 90 minutes: live_rollups.RETENTION)
 LONGEST = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class LiveCoverage:
     held_from: datetime

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.e2e
 def test_rolling_restart_under_load_drops_nothing(db_url, tenants, tmp_path_factory):
     customer_id, key = tenants.customer("lite")
     run_dir = Path(tmp_path_factory.mktemp("rolling"))
-    # the real clock, but no roller: it would publish every pending hour of the shared
-    # database, other tests' included
+    # the real clock, but no rollers: they would publish every pending hour and roll the
+    # last 90 minutes of the shared database, other tests' included
     env = {"EDGESTATS_RATE_LIMIT": "100000", "EDGESTATS_RATE_BURST": "100000",
-           "EDGESTATS_MINUTE_ROLLUP_SECONDS": "0"}
+           "EDGESTATS_MINUTE_ROLLUP_SECONDS": "0", "EDGESTATS_LIVE_ROLLUP_SECONDS": "0"}
     stack = start_stack(run_dir, db_url, workers=2, env=env)
     statuses: list[int] = []
     stop = threading.Event()

@@ -161,7 +161,7 @@ def prepare(db_url: str, args: argparse.Namespace) -> tuple[DataSet, datetime]:
     if not args.raw:  # what the live roller has done by `end` (a frozen clock turns it off)
         started = time.perf_counter()
         with psycopg.connect(db_url, autocommit=True) as conn:
-            live_rollups.roll_up_live(conn, end + live_rollups.LAG)
+            live_rollups.catch_up(conn, end + live_rollups.LAG)
             conn.execute("ANALYZE beacons_live; ANALYZE beacons_live_devices")
         print(f"live layer rolled over the {args.minutes} min in"
               f" {time.perf_counter() - started:.1f} s")

@@ -291,6 +291,10 @@ def run(args: argparse.Namespace) -> None:
         kept = stored(url)
         print(f"accepted beacons {record.accepted:,}, stored {kept:,}:"
               f" {'0 lost, 0 doubled' if kept == record.accepted else 'MISMATCH'}")
+        total = sum(len(v) for v in record.samples.values())
+        refused = sum(len(v) for (_, status), v in record.samples.items() if status != 200)
+        print(f"refused (any answer but 200, no answer included): {refused:,} of {total:,}"
+              f" = {100 * refused / max(total, 1):.2f} %")
         print(f"summary: load {args.load:g}×, {elapsed:.0f} s, statuses {sorted(statuses)};"
               f" {'only 2xx/429/503' if not unexpected else f'UNEXPECTED {sorted(unexpected)}'}")
     finally:

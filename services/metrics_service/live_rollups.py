@@ -44,6 +44,9 @@ LIVE_ROLLER_LOCK = (7305, 0)
 # a bucket is rolled this long after it closed: a beacon arriving later is late (re-rolled)
 LAG = timedelta(milliseconds=500)
 RETENTION = timedelta(minutes=90)
+# at most this much is recomputed per roll: a roller catching up (started, or behind after a
+# burst) commits its progress every few seconds, and readers use it at once
+STEP = timedelta(seconds=30)
 TABLES = ("beacons_live", "beacons_live_devices")
 _RAW = '"time" >= %(start)s AND "time" < %(end)s'
 _INSERTS = {
@@ -66,9 +69,12 @@ def goal_of(now: datetime) -> datetime:
     return floor_to(now - LAG, LIVE_WIDTH)
 
 
-def _fence(conn: psycopg.Connection, goal: datetime) -> tuple[datetime, datetime] | None:
-    """Fence up to `goal`; (held_from, start of the recomputation) or None when the layer
-    is complete up to `goal` already."""
+def _fence(
+    conn: psycopg.Connection, goal: datetime,
+) -> tuple[datetime, datetime, datetime] | None:
+    """Fence up to `goal`, or `STEP` past the start of the recomputation when that is
+    earlier; (held_from, start, end of the recomputation) or None when the layer is complete
+    up to `goal` already."""
     oldest = floor_to(goal - RETENTION, COARSE_WIDTH)
     with conn.transaction():
         row = conn.execute("SELECT held_from, rolled_to, fenced_to FROM live_progress"
@@ -85,13 +91,14 @@ def _fence(conn: psycopg.Connection, goal: datetime) -> tuple[datetime, datetime
             held_from = start
         if start >= goal and row is not None:
             return None
+        goal = min(goal, start + STEP)
         # readers keep [held_from, start): its rows are complete
         conn.execute(
             "INSERT INTO live_progress (held_from, rolled_to, fenced_to) VALUES (%s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET held_from = EXCLUDED.held_from,"
             " rolled_to = EXCLUDED.rolled_to, fenced_to = EXCLUDED.fenced_to",
             (held_from, start, goal))
-    return held_from, start
+    return held_from, start, goal
 
 
 def _roll(conn: psycopg.Connection, held_from: datetime, start: datetime, goal: datetime) -> None:
@@ -111,8 +118,9 @@ def _roll(conn: psycopg.Connection, held_from: datetime, start: datetime, goal: 
 
 
 def roll_up_live(conn: psycopg.Connection, now: datetime) -> LiveRoll | None:
-    """Bring the live layer up to `goal_of(now)`: from where it was rolled to, or from its
-    earliest late bucket; None when it is complete there already."""
+    """Bring the live layer towards `goal_of(now)` (at most `STEP` at once): from where it
+    was rolled to, or from its earliest late bucket; None when it is complete there
+    already."""
     goal = goal_of(now)
     row = conn.execute("SELECT rolled_to, EXISTS (SELECT FROM live_late_buckets)"
                        " FROM live_progress").fetchone()
@@ -121,9 +129,19 @@ def roll_up_live(conn: psycopg.Connection, now: datetime) -> LiveRoll | None:
     fenced = _fence(conn, goal)
     if fenced is None:
         return None
-    held_from, start = fenced
-    _roll(conn, held_from, start, goal)
-    return LiveRoll(held_from, start, goal)
+    held_from, start, end = fenced
+    _roll(conn, held_from, start, end)
+    return LiveRoll(held_from, start, end)
+
+
+def catch_up(conn: psycopg.Connection, now: datetime) -> list[LiveRoll]:
+    """`roll_up_live` until the layer is complete up to `goal_of(now)`."""
+    done = []
+    while (roll := roll_up_live(conn, now)) is not None:
+        done.append(roll)
+        if roll.end >= goal_of(now):
+            break
+    return done
 
 
 class LiveRoller:
@@ -157,11 +175,15 @@ async def roll_live_forever(settings: Settings) -> None:
     if settings.live_rollup_seconds <= 0 or settings.frozen_now is not None:
         return
     roller = LiveRoller(settings.database_url)
+    behind = False
     try:
         while True:
-            await asyncio.sleep(settings.live_rollup_seconds)
+            if not behind:  # a roll that stopped at STEP goes on at once
+                await asyncio.sleep(settings.live_rollup_seconds)
+            behind = False
             try:
-                await asyncio.to_thread(roller.cycle, settings.now())
+                roll = await asyncio.to_thread(roller.cycle, settings.now())
+                behind = roll is not None and roll.end < goal_of(settings.now())
             except psycopg.Error as error:
                 log.warning("live roll-up failed, retrying next cycle: %s", error)
                 roller.close()

@@ -39,8 +39,13 @@ def url():
 
 
 def roll(url: str, now: datetime) -> live_rollups.LiveRoll | None:
+    """Roll up to `goal_of(now)` (in steps of STEP); the rolls as one, or None."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return live_rollups.roll_up_live(conn, now)
+        done = live_rollups.catch_up(conn, now)
+    if not done:
+        return None
+    assert all(a.end == b.start for a, b in zip(done, done[1:], strict=False))  # contiguous
+    return live_rollups.LiveRoll(done[-1].held_from, done[0].start, done[-1].end)
 
 
 def recent(customer_id: str, now: datetime, minutes: int, sessions: int, seed: int) -> list[dict]:
@@ -139,6 +144,15 @@ def test_a_roll_waits_for_the_ingest_in_flight(url):
     roller.join(30)
     assert not roller.is_alive() and done[0] is not None
     assert_rows_as_beacons(url, customer_id, beacons, done[0].end)
+
+
+def test_a_roll_recomputes_at_most_a_step(url):
+    now = datetime.now(UTC) + timedelta(minutes=10)
+    with psycopg.connect(url, autocommit=True) as conn:
+        first = live_rollups.roll_up_live(conn, now)
+    assert first is not None and first.end - first.start == live_rollups.STEP
+    rest = roll(url, now)
+    assert rest is not None and rest.start == first.end and rest.end == live_rollups.goal_of(now)
 
 
 def test_rows_past_the_retention_go(url):

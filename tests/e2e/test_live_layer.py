@@ -77,7 +77,7 @@ class World:
     def roll(self, upto: datetime) -> None:
         """Roll the live layer as a roller cycle at `upto` + LAG would (up to `upto`)."""
         with psycopg.connect(self.db_url, autocommit=True) as conn:
-            live_rollups.roll_up_live(conn, upto + live_rollups.LAG)
+            live_rollups.catch_up(conn, upto + live_rollups.LAG)
 
     def upto(self) -> datetime | None:
         with psycopg.connect(self.db_url) as conn:

@@ -6,7 +6,8 @@
 A fresh `edgestats_soak` database gets `--hours` of demo beacons (closed hours rolled up,
 as the hourly DAG would); the whole stack (every
 service with its default workers, Envoy, default rate limits: 20 req/s, burst 100 per key)
-starts on free ports. Load is open-loop: requests are sent on a fixed schedule whatever the
+starts on free ports, and the load starts once its live roller holds the loaded history (a
+running service's state). Load is open-loop: requests are sent on a fixed schedule whatever the
 answers take, so an overloaded server cannot slow the offered load down (closed-loop
 clients would hide overload). `--load` multiplies every rate. Traffic:
 
@@ -264,6 +265,21 @@ def gateway_table(access_log: Path) -> str:
     return "\n".join(lines)
 
 
+def warm_up(url: str, limit: float = 600.0) -> None:
+    """Wait until the live roller holds the last 90 minutes up to a few seconds ago, as in a
+    service that has been running: a fresh stack first rolls the loaded history (its readers
+    meanwhile read raw beacons), which is start-up, not the steady state measured."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.perf_counter() - started < limit:
+            row = conn.execute("SELECT now() - rolled_to FROM live_progress").fetchone()
+            if row is not None and row[0] < timedelta(seconds=10):
+                break
+            time.sleep(1)
+    print(f"live layer caught up {time.perf_counter() - started:.0f} s after the start",
+          flush=True)
+
+
 def run(args: argparse.Namespace) -> None:
     admin, url = fresh_database(SOAK_DB)
     try:
@@ -276,6 +292,7 @@ def run(args: argparse.Namespace) -> None:
         ingest_keys = [customer_key(url, CUSTOMER.customer_id) for _ in range(args.keys)]
         query_keys = [customer_key(url, CUSTOMER.customer_id) for _ in range(args.keys)]
         with running_stack(url) as stack:
+            warm_up(url)
             print(f"offered: {args.ingest_rate * args.load:g} ingest batches/s of {args.batch}"
                   f" + {args.query_rate * args.load:g} queries/s (load {args.load:g}×) for"
                   f" {args.minutes:g} min, {args.keys} + {args.keys} keys", flush=True)

@@ -82,10 +82,13 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         async def answer() -> httpbody_pb2.HttpBody:
             plan = await self._live_plan(spec, metric)
             if plan is None:
-                rolled = Coverage()
+                rolled, live = Coverage(), None
                 if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
                     rolled = await coverage(self.db, spec.start, spec.end)
-                plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes)
+                    if metric.path in planner.LIVE_METRICS:  # its raw tail may read it
+                        held = await live_reads.coverage(self.db)
+                        live = (held.held_from, held.upto) if held else None
+                plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes, live)
             rows = await self.db.fetch(plan.sql, plan.params)
             return json_body(v1_rows.render(spec, metric, rows))
 

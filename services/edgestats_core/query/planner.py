@@ -188,6 +188,7 @@ def mostly_rolled(
 def source_relation(
     layer: str, spec: V1Spec, rolled_hours: frozenset[datetime], totals: bool = False,
     exact_start: bool = False, lean_tail: bool = False, minutes: Minutes = frozenset(),
+    live: tuple[datetime, datetime] | None = None,
 ) -> tuple[str, dict]:
     """The FROM relation the metric aggregates read (and its parameters): the one place a
     data source is chosen.
@@ -205,7 +206,10 @@ def source_relation(
     hour left out of `rolled_hours` is counted exactly from raw beacons.
 
     `lean_tail` (with `totals`, for aggregates that do not read `join_time`): the on-the-fly
-    part is `rollup_rows.lean_totals_select`, one flat pass over the raw beacons.
+    part is `rollup_rows.lean_totals_select`, one flat pass over the raw beacons; with
+    `live` ([held_from, upto) of the live layer, for metrics that read only what it keeps:
+    `LIVE_METRICS`) its whole 5-second buckets there come from the live layer's
+    whole-customer rows instead (`_live_totals`).
     """
     if layer == "realtime":
         return "beacons", {}
@@ -235,6 +239,14 @@ def source_relation(
         where = f'customer_id = ANY(%(customers)s) AND "time" < %(end)s{lower} AND ({spans})'
         if totals and lean_tail:
             unit = "minute" if layer == "historical-minute" else "hour"
+            if live is not None and not exact_start:
+                # cut at the range's end, as `where` cuts the raw beacons
+                raw, from_live = _split_live(
+                    [(low, min(high, spec.end)) for low, high in raw if low < spec.end], live)
+                if from_live:
+                    parts.append(_live_totals(from_live, unit, params))
+                spans = _spans("raw", raw, params) if raw else "false"
+                where = f'customer_id = ANY(%(customers)s) AND "time" < %(end)s AND ({spans})'
             parts.append(rollup_rows.lean_totals_select(where, unit))
         elif totals:
             parts.append(f"SELECT {columns} FROM ({rollup_rows.minute_select(where)})"
@@ -303,6 +315,28 @@ def exact_totals_relation(
     return "(" + " UNION ALL ".join(parts) + ") AS rows", params
 
 
+def _live_totals(ranges: list[tuple[datetime, datetime]], unit: str, params: dict) -> str:
+    """Totals rows (rollup_rows.TOTALS_COLUMNS) of `unit` from the live layer's whole-customer
+    5-second rows of `ranges`: null where the live layer keeps nothing (only metrics that
+    read none of those columns may read them)."""
+    kept = live_rows.TOTALS_COLUMNS
+    columns = [name.strip() for name in rollup_rows.TOTALS_COLUMNS.split(",")][3:]
+    nulls = {"sessions": "hll", "viewport_sessions": "hll", "optimal_sessions": "hll",
+             "join_time": "tdigest", "downlink_speed": "tdigest"}
+
+    def column(name: str) -> str:
+        if name in kept:
+            return f"sum({name})" if name != "sessions" else "hll_union_agg(sessions)"
+        kind = nulls.get(name, "bigint" if name.startswith("count_") else "float8")
+        return f"NULL::{kind}"
+
+    return (f"SELECT customer_id, date_trunc('{unit}', \"time\") AS \"time\", source,"
+            f" {', '.join(f'{column(n)} AS {n}' for n in columns)} FROM beacons_live"
+            " WHERE customer_id = ANY(%(customers)s) AND level = 0"
+            f" AND width = {live_rows.LIVE_WIDTH} AND ({_spans('live', ranges, params)})"
+            " GROUP BY 1, 2, 3")
+
+
 def _split_live(
     ranges: list[tuple[datetime, datetime]], live: tuple[datetime, datetime],
 ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
@@ -345,18 +379,21 @@ def _where(spec: V1Spec) -> tuple[str, dict]:
 def plan(
     spec: V1Spec, metric: V1Metric, now: datetime,
     rolled_hours: frozenset[datetime] = frozenset(), minutes: Minutes = frozenset(),
+    live: tuple[datetime, datetime] | None = None,
 ) -> Plan:
     """The query of one metric over the spec's beacons, grouped by bucket and customer.
 
     `rolled_hours`, `minutes`: what the rollups hold of the range (rollup_rows.Coverage,
-    read by the caller).
+    read by the caller); `live`: what the live layer holds ([held_from, upto)), for the
+    not-yet-rolled tail of the totals.
     """
     layer = choose_layer(spec, now, metric, rolled_hours, minutes)
     where, params = _where(spec)
     totals = layer != "realtime" and reads_totals(spec, metric)
     lean = not reads_session_maxima(metric)
+    held = live if metric.path in LIVE_METRICS and not metric.group else None
     source, source_params = source_relation(layer, spec, rolled_hours, totals, lean_tail=lean,
-                                            minutes=minutes)
+                                            minutes=minutes, live=held)
     params.update(source_params)
     historical = layer != "realtime"
     if historical:

@@ -42,6 +42,7 @@ import orjson
 import psycopg
 
 from bench.common import (
+    CpuMeter,
     HttpConnection,
     customer_key,
     fresh_database,
@@ -297,9 +298,12 @@ def run(args: argparse.Namespace) -> None:
                   f" + {args.query_rate * args.load:g} queries/s (load {args.load:g}×) for"
                   f" {args.minutes:g} min, {args.keys} + {args.keys} keys", flush=True)
             started = time.perf_counter()
+            meter = CpuMeter(stack, SOAK_DB)  # the load generator shares the cores: its share
+            meter.start()
             record = asyncio.run(drive(args, stack.http_url, ingest_keys, query_keys,
                                        stack.processes))
             elapsed = time.perf_counter() - started
+            print(meter.report())
             gateway = gateway_table(stack.access_log)
         print(record.table(f"== totals over {elapsed:.0f} s"))
         print(gateway)

@@ -76,6 +76,14 @@ CREATE INDEX beacons_live_devices_time ON beacons_live_devices ("time");
 -- [held_from, rolled_to) but for live_late_buckets; a roll in progress has fenced up to
 -- fenced_to: an ingest that commits a beacon in [held_from, fenced_to) later marks its
 -- bucket late in the same transaction (as rollup_late_minutes for the minute layer).
+-- Sketches stay in the row where they fit (a few KB: up to ~1,000 sessions explicit): a
+-- reader merges hundreds of them per request, and each out-of-line (TOAST) value costs an
+-- index lookup; only dense sketches (~10 KB) go out of line.
+ALTER TABLE beacons_live ALTER COLUMN sessions SET STORAGE MAIN;
+ALTER TABLE beacons_live SET (toast_tuple_target = 8160);
+ALTER TABLE beacons_live_devices ALTER COLUMN sessions SET STORAGE MAIN;
+ALTER TABLE beacons_live_devices SET (toast_tuple_target = 8160);
+
 CREATE TABLE live_progress (
     id         boolean PRIMARY KEY DEFAULT true CHECK (id),
     held_from  timestamptz NOT NULL,

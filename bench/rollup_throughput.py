@@ -26,7 +26,7 @@ from itertools import islice
 
 import psycopg
 
-from bench.common import BENCH_DB, PG_PORT, fresh_database, machine_note
+from bench.common import BENCH_DB, PG_PORT, _process_cpu, fresh_database, machine_note
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, generate_beacons
 from edgestats_core.db import Database
 from edgestats_stack import postgres
@@ -120,25 +120,41 @@ def main() -> None:
     print(machine_note())
 
 
+class Stopwatch:
+    """Wall seconds and the CPU seconds of the connection's backend (the machine is shared:
+    CPU seconds say what the work costs whatever else runs)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        self.wall, self.cpu = time.perf_counter(), _process_cpu(self.backend)
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, _process_cpu(self.backend) - self.cpu
+
+
 def backfill(conn: psycopg.Connection, hours: list[datetime], runs: int) -> tuple[float, int]:
     """(beacons/s of the last run, beacons) of `runs` backfills of the hours from raw."""
     for attempt in ("backfill from raw", *("re-run from raw",) * (runs - 1)):
-        started = time.perf_counter()
+        watch = Stopwatch(conn)
         done = [rollups.roll_up_hour(conn, hour, from_raw=True) for hour in hours]
-        seconds = time.perf_counter() - started
+        seconds, cpu = watch.read()
         raw = sum(r.raw_beacons for r in done)
-        print(f"{attempt}: {raw:,} beacons in {seconds:.1f} s = {raw / seconds:,.0f} beacons/s;"
-              f" {sum(r.minute_rows for r in done):,} minute rows,"
-              f" {sum(r.hour_rows for r in done):,} hour rows")
+        print(f"{attempt}: {raw:,} beacons in {seconds:.1f} s (backend CPU {cpu:.1f} s)"
+              f" = {raw / seconds:,.0f} beacons/s; {sum(r.minute_rows for r in done):,} minute"
+              f" rows, {sum(r.hour_rows for r in done):,} hour rows")
     return raw / seconds, raw
 
 
 def timed_publish(conn: psycopg.Connection, hours: list[datetime], verify: bool) -> float:
     """Seconds an hour to publish the hours from their rolled minutes."""
-    started = time.perf_counter()
+    watch = Stopwatch(conn)
     done = [rollups.roll_up_hour(conn, hour, verify=verify) for hour in hours]
     assert all(p.from_minutes is None for p in done)
-    return (time.perf_counter() - started) / len(hours)
+    seconds, cpu = watch.read()
+    print(f"  publish ({'verified' if verify else 'plain'}): {seconds / len(hours):.2f} s an hour"
+          f" (backend CPU {cpu / len(hours):.2f} s), {sum(p.hour_rows for p in done):,} hour"
+          " rows written")
+    return seconds / len(hours)
 
 
 def roll_and_publish(
@@ -149,13 +165,18 @@ def roll_and_publish(
     and with a full merge of the hour rows (as before #14: merge state forgotten); seconds
     an hour of each."""
     conn.execute("DELETE FROM rollup_runs; DELETE FROM rollup_progress")
-    started = time.perf_counter()
+    watch = Stopwatch(conn)
+    each = []
     for hour in hours:
         for minute in range(1, 61):
+            started = time.perf_counter()
             minute_rollups.roll_up_minutes(conn, hour + timedelta(minutes=minute))
-    rolling = time.perf_counter() - started
-    print(f"minute roller, a minute at a time: {raw:,} beacons in {rolling:.1f} s"
-          f" = {raw / rolling:,.0f} beacons/s")
+            each.append(time.perf_counter() - started)
+    rolling, cpu = watch.read()
+    print(f"minute roller, a minute at a time: {raw:,} beacons in {rolling:.1f} s (backend CPU"
+          f" {cpu:.1f} s) = {raw / rolling:,.0f} beacons/s; a minute: median"
+          f" {sorted(each)[len(each) // 2]:.2f} s, slowest {max(each):.2f} s, the hour's last"
+          f" (its last merge) {each[59]:.2f} s")
     plain = timed_publish(conn, hours, verify=False)
     verified = timed_publish(conn, hours, verify=True)
     conn.execute("UPDATE rollup_progress SET hour_rows_to = NULL")

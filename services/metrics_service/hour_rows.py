@@ -15,7 +15,7 @@ only those; with no usable `hour_rows_to` every hour row is rebuilt.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -26,6 +26,12 @@ from edgestats_core.metrics.rollup_rows import COLUMNS, DIMS, merged_select, min
 # aggregates in memory (up to hash_mem_multiplier × this a node), 2-3× faster from raw
 # (performance.md). One roll-up runs at a time per hour (and the roller one hour at a time).
 ROLLUP_WORK_MEM = "512MB"
+# the roller merges rolled minutes into the hour rows once this many wait (and at the hour's
+# end): every merge rewrites each hour row its minutes touch, with its sketches grown over
+# the hour; merging every minute cost the roller 2.2x its CPU, every 10 minutes much less
+# (performance.md), and the last merge (at most this many minutes) still precedes publishing
+MERGE_EVERY = timedelta(minutes=10)
+HOUR = timedelta(hours=1)
 _BETWEEN = '"time" >= %(start)s AND "time" < %(end)s'
 MINUTE_SQL = "INSERT INTO beacons_minute " + minute_select(_BETWEEN)
 MINUTE_TOTALS_SQL = "INSERT INTO beacons_minute_totals " + merged_select(
@@ -72,9 +78,11 @@ def recompute(
     conn: psycopg.Connection, hour: datetime, start: datetime, end: datetime,
 ) -> tuple[int, int]:
     """Replace the minute rows (and minute totals) of [start, end) of `hour` from raw beacons
-    and bring its hour rows to the merge of its minute rows [hour, end); returns the minute
-    rows and the hour rows written. Run inside the transaction holding the hour's roll-up lock; sets
-    `hour_rows_to` to `end` when the hour has a progress row."""
+    and bring its hour rows to the merge of its minute rows [hour, end), or leave them for a
+    later roll while fewer than `MERGE_EVERY` minutes wait before the hour's end; returns the
+    minute rows and the hour rows written. Run inside the transaction holding the hour's
+    roll-up lock; records how far the hour rows merge in `hour_rows_to` (when the hour has
+    a progress row)."""
     conn.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
     merged_to = hour_rows_to(conn, hour)
     bounds = {"hour": hour, "start": start, "end": end}
@@ -90,17 +98,23 @@ def recompute(
             conn.execute(f"DELETE FROM {table} WHERE {_BETWEEN}", bounds)
         minutes = conn.execute(MINUTE_SQL, bounds).rowcount
         conn.execute(MINUTE_TOTALS_SQL, bounds)
+    if merged_to is None and start == hour:  # the whole hour anew: nothing merged yet
+        conn.execute(f"DELETE FROM beacons_hour WHERE {_HOUR_ROWS}", bounds)
+        merged_to = hour
     hours = 0
     if targeted:
         conn.execute(_KEYS_SQL, bounds)
         conn.execute(f"DELETE FROM beacons_hour WHERE {_HOUR_ROWS} AND {_TOUCHED}", bounds)
         hours = conn.execute(_REMERGE_SQL, bounds).rowcount
     elif merged_to is not None and merged_to <= start:
-        if merged_to < end:
+        if end - merged_to < MERGE_EVERY and end < hour + HOUR:
+            end = merged_to  # merged by a later roll
+        elif merged_to == hour:
+            hours = conn.execute(_MERGE_SQL, bounds | {"start": hour}).rowcount
+        elif merged_to < end:
             hours = conn.execute(_ADD_SQL, bounds | {"start": merged_to}).rowcount
     else:
         conn.execute(f"DELETE FROM beacons_hour WHERE {_HOUR_ROWS}", bounds)
         hours = conn.execute(_MERGE_SQL, bounds | {"start": hour}).rowcount
-    conn.execute("UPDATE rollup_progress SET hour_rows_to = %(end)s WHERE hour = %(hour)s",
-                 bounds)
+    conn.execute("UPDATE rollup_progress SET hour_rows_to = %s WHERE hour = %s", (end, hour))
     return minutes, hours

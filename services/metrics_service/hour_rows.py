@@ -28,7 +28,7 @@ from edgestats_core.metrics.rollup_rows import COLUMNS, DIMS, merged_select, min
 ROLLUP_WORK_MEM = "512MB"
 # the roller merges rolled minutes into the hour rows once this many wait (and at the hour's
 # end): every merge rewrites each hour row its minutes touch, with its sketches grown over
-# the hour; merging every minute cost the roller 2.2x its CPU, every 10 minutes much less
+# the hour; merging every minute cost the roller about 2x its CPU, every 10 minutes 1.4x
 # (performance.md), and the last merge (at most this many minutes) still precedes publishing
 MERGE_EVERY = timedelta(minutes=10)
 HOUR = timedelta(hours=1)

@@ -33,8 +33,8 @@ import psycopg
 
 from edgestats_core.config import Settings
 from edgestats_core.query.windows import floor_to
-from metrics_service import rollups
-from metrics_service.rollups import LOCK_NAMESPACE, MINUTE_SQL, TOTALS_SQL, hour_key
+from metrics_service import hour_rows, rollups
+from metrics_service.rollups import LOCK_NAMESPACE, hour_key
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +98,16 @@ def _fence(conn: psycopg.Connection, hour: datetime, goal: datetime) -> datetime
 
 
 def _roll(conn: psycopg.Connection, hour: datetime, start: datetime, goal: datetime) -> bool:
-    """Replace the minute rows (and minute totals) of [start, goal) and advance rolled_to;
-    False when the hourly roll-up published the hour meanwhile."""
-    bounds = {"start": start, "end": goal}
+    """Replace the minute rows (and minute totals) of [start, goal), merge them into the
+    hour's unpublished hour rows (`hour_rows`) and advance rolled_to; False when the hourly
+    roll-up published the hour meanwhile."""
     with conn.transaction():
         # the hourly roll-up's lock: never both on one hour
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, hour_key(hour)))
         if conn.execute("SELECT 1 FROM rollup_runs WHERE hour = %s", (hour,)).fetchone():
             conn.execute("DELETE FROM rollup_progress WHERE hour = %s", (hour,))
             return False
-        for table in ("beacons_minute", "beacons_minute_totals"):
-            conn.execute(f'DELETE FROM {table} WHERE "time" >= %(start)s AND "time" < %(end)s',
-                         bounds)
-        conn.execute(MINUTE_SQL, bounds)
-        conn.execute(TOTALS_SQL["beacons_minute"], bounds)
+        hour_rows.recompute(conn, hour, start, goal)
         conn.execute("UPDATE rollup_progress SET rolled_to = %s, rolled_at = now()"
                      " WHERE hour = %s", (goal, hour))
     return True

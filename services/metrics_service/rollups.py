@@ -1,7 +1,8 @@
 """Rollups of raw beacons into the historical layers (CONTRACT §4), one hour at a time.
 
 An hour's minute rows are aggregated from raw beacons and its hour rows from those
-minutes, replacing whatever the hour had, in one transaction under a per-hour lock:
+minutes (`hour_rows`: the minute roller keeps them in step as it goes, so an hour it
+completed is published without a merge), in one transaction under a per-hour lock:
 re-runs and overlapping backfills never double count. Hours whose raw data changed
 after they were rolled (late beacons) are found through `beacons.ingested_at`.
 """
@@ -15,7 +16,8 @@ from datetime import datetime, timedelta
 import psycopg
 
 from edgestats_core import run_intervals
-from edgestats_core.metrics.rollup_rows import DIMS, merged_select, minute_select
+from edgestats_core.metrics.rollup_rows import merged_select
+from metrics_service import hour_rows
 
 HOUR = timedelta(hours=1)
 # An ingest transaction may commit up to this long after its rows' ingested_at (its start):
@@ -24,16 +26,10 @@ INGEST_MARGIN = timedelta(minutes=2)
 LOCK_NAMESPACE = 7302
 
 _IN_HOUR = 'WHERE "time" >= %(start)s AND "time" < %(end)s'
-MINUTE_SQL = "INSERT INTO beacons_minute " + minute_select(_IN_HOUR.removeprefix("WHERE "))
-# hour rows of the hour from its minute rows (sketches union)
-HOUR_SQL = "INSERT INTO beacons_hour " + merged_select(
-    f"beacons_minute {_IN_HOUR}", "date_trunc('hour', \"time\")", DIMS
-)
-# the dimensionless totals of both layers (rollup_rows.TOTALS_COLUMNS)
-TOTALS_SQL = {
-    table: f"INSERT INTO {table}_totals " + merged_select(f"{table} {_IN_HOUR}", '"time"', "source")
-    for table in ("beacons_minute", "beacons_hour")
-}
+# the hour's dimensionless totals (rollup_rows.TOTALS_COLUMNS) from its minute totals: the
+# same merge as from its hour rows (unions and sums are associative), over ~60 rows a source
+HOUR_TOTALS_SQL = "INSERT INTO beacons_hour_totals " + merged_select(
+    f"beacons_minute_totals {_IN_HOUR}", "date_trunc('hour', \"time\")", "source")
 ROLLUP_TABLES = ("beacons_minute", "beacons_hour", "beacons_minute_totals", "beacons_hour_totals")
 
 
@@ -47,7 +43,7 @@ class HourRollup:
     hour: datetime
     raw_beacons: int
     minute_rows: int  # minute rows recomputed from raw beacons
-    hour_rows: int
+    hour_rows: int  # hour rows (re)written: 0 when the roller had merged every minute
     from_minutes: datetime | None = None  # raw beacons were read from here (None: none)
 
 
@@ -108,22 +104,15 @@ def _publish(
         first = min(late or bounds["end"], bounds["end"]) if complete else hour
         if complete and verify and _minutes_miss_beacons(conn, bounds, first):
             first = hour
-        redo = {"start": first, "end": bounds["end"]}
-        minutes = 0
-        if first < bounds["end"]:
-            for table in ("beacons_minute", "beacons_minute_totals"):
-                conn.execute(f"DELETE FROM {table} {_IN_HOUR}", redo)
-            minutes = conn.execute(MINUTE_SQL, redo).rowcount
-            conn.execute(TOTALS_SQL["beacons_minute"], redo)
-        for table in ("beacons_hour", "beacons_hour_totals"):
-            conn.execute(f"DELETE FROM {table} {_IN_HOUR}", bounds)
-        hours = conn.execute(HOUR_SQL, bounds).rowcount
-        conn.execute(TOTALS_SQL["beacons_hour"], bounds)
+        minutes, hours = hour_rows.recompute(conn, hour, first, bounds["end"])
+        conn.execute(f"DELETE FROM beacons_hour_totals {_IN_HOUR}", bounds)
+        conn.execute(HOUR_TOTALS_SQL, bounds)
         raw = conn.execute(_ROLLED_COUNT_SQL, bounds).fetchone()[0]
         conn.execute(
-            "INSERT INTO rollup_progress (hour, rolled_to, fenced_to) VALUES (%(start)s,"
-            " %(end)s, %(end)s) ON CONFLICT (hour) DO UPDATE"
-            " SET rolled_to = %(end)s, fenced_to = %(end)s, rolled_at = now()", bounds)
+            "INSERT INTO rollup_progress (hour, rolled_to, fenced_to, hour_rows_to)"
+            " VALUES (%(start)s, %(end)s, %(end)s, %(end)s) ON CONFLICT (hour) DO UPDATE"
+            " SET rolled_to = %(end)s, fenced_to = %(end)s, hour_rows_to = %(end)s,"
+            " rolled_at = now()", bounds)
         conn.execute(
             "INSERT INTO rollup_runs (hour, rolled_at, raw_beacons) VALUES (%s, now(), %s)"
             " ON CONFLICT (hour) DO UPDATE"

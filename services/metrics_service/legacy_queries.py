@@ -300,15 +300,7 @@ async def _live_points(
     if live is None:
         return None
     relation, params = live
-    assert metric.rollup_expression is not None
-    expression = metric.rollup_expression(query.source)
-    if metric.group_column:
-        sql = _by_group_sql(f"SELECT {_BUCKET} AS bucket, nullif(value, '') AS k, {expression} AS n"
-                            f" FROM {relation} GROUP BY 1, 2")
-    else:
-        sql = (f"SELECT {_BUCKET} AS bucket, {expression} AS value FROM {relation}"
-               " GROUP BY 1 ORDER BY 1")
-    return await _fetch_points(db, sql, params, query, metric)
+    return await _series_over(db, query, metric, relation, params, "value")
 
 
 def _series_layer(query: LegacyQuery) -> str:
@@ -326,13 +318,21 @@ async def _rollup_points(
     if rolled is None:
         return None
     source, params = rolled
+    return await _series_over(db, query, metric, source, params, metric.group_column or "")
+
+
+async def _series_over(
+    db: Database, query: LegacyQuery, metric: StatMetric, relation: str, params: dict,
+    key: str,
+) -> list[dict]:
+    """The metric's rollup form per series bucket over `relation` (rollup or live rows);
+    device breakdowns per value of its `key` column."""
     assert metric.rollup_expression is not None
     expression = metric.rollup_expression(query.source)
     if metric.group_column:
-        sql = _by_group_sql(
-            f"SELECT {_BUCKET} AS bucket, nullif({metric.group_column}, '') AS k,"
-            f" {expression} AS n FROM {source} GROUP BY 1, 2")
+        sql = _by_group_sql(f"SELECT {_BUCKET} AS bucket, nullif({key}, '') AS k,"
+                            f" {expression} AS n FROM {relation} GROUP BY 1, 2")
     else:
-        sql = (f"SELECT {_BUCKET} AS bucket, {expression} AS value FROM {source}"
+        sql = (f"SELECT {_BUCKET} AS bucket, {expression} AS value FROM {relation}"
                " GROUP BY 1 ORDER BY 1")
     return await _fetch_points(db, sql, params, query, metric)

@@ -38,6 +38,7 @@ HOUR = timedelta(hours=1)
 STATEMENT_SPAN = timedelta(minutes=1)
 _BETWEEN = '"time" >= %(start)s AND "time" < %(end)s'
 MINUTE_SQL = "INSERT INTO beacons_minute " + minute_select(_BETWEEN)
+_ANY_BEACON_SQL = f"SELECT EXISTS (SELECT FROM beacons WHERE {_BETWEEN})"
 MINUTE_TOTALS_SQL = "INSERT INTO beacons_minute_totals " + merged_select(
     f"beacons_minute WHERE {_BETWEEN}", '"time"', "source")
 # an hour group's identity: its customer and this key of its dimension values (NULL equal to
@@ -109,9 +110,12 @@ def recompute(
     if start < end:
         for table in ("beacons_minute", "beacons_minute_totals"):
             conn.execute(f"DELETE FROM {table} WHERE {_BETWEEN}", bounds)
-        for first in _steps(start, end, STATEMENT_SPAN):
-            chunk = {"start": first, "end": min(first + STATEMENT_SPAN, end)}
-            minutes += conn.execute(MINUTE_SQL, chunk).rowcount
+        # an hour with no beacon (history with gaps, a backfill of empty hours) costs one
+        # probe, not a statement a minute
+        if conn.execute(_ANY_BEACON_SQL, bounds).fetchone()[0]:
+            for first in _steps(start, end, STATEMENT_SPAN):
+                chunk = {"start": first, "end": min(first + STATEMENT_SPAN, end)}
+                minutes += conn.execute(MINUTE_SQL, chunk).rowcount
         conn.execute(MINUTE_TOTALS_SQL, bounds)
     if merged_to is None and start == hour:  # the whole hour anew: nothing merged yet
         conn.execute(f"DELETE FROM beacons_hour WHERE {_HOUR_ROWS}", bounds)

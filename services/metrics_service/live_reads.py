@@ -86,16 +86,20 @@ def relation(
     return f"({held_rows} UNION ALL {tail}) AS rows", params
 
 
+def answers(window: Window, held: LiveCoverage | None) -> bool:
+    """Whether the layer (holding `held`) answers the window: at most `LONGEST`, starting
+    where it holds, something of it rolled (else raw beacons answer it as fast)."""
+    if window.end - window.start > LONGEST or ceil_to(window.start, LIVE_WIDTH) >= window.end:
+        return False
+    return held is not None and held.held_from <= window.start < held.upto
+
+
 async def source(
     db: Database, window: Window, scope: LiveScope, *, level: int, coarse: bool,
     dimension: str | None = None,
 ) -> tuple[str, dict] | None:
-    """`relation` for the window, or None when the layer cannot answer it: longer than
-    `LONGEST`, starting before the layer holds, or nothing of it rolled yet (then raw beacons
-    answer it as fast)."""
-    if window.end - window.start > LONGEST or ceil_to(window.start, LIVE_WIDTH) >= window.end:
-        return None
+    """`relation` for the window, or None when the layer does not answer it (`answers`)."""
     held = await coverage(db)
-    if held is None or window.start < held.held_from or held.upto <= window.start:
+    if held is None or not answers(window, held):
         return None
     return relation(window, held, scope, level=level, coarse=coarse, dimension=dimension)

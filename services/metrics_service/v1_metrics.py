@@ -80,14 +80,15 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         v1_spec.check_range(spec, now)
 
         async def answer() -> httpbody_pb2.HttpBody:
-            plan = await self._live_plan(spec, metric)
-            if plan is None:
-                rolled, live = Coverage(), None
-                if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
+            rolled, held, plan = Coverage(), None, None
+            if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
+                if metric.path in planner.LIVE_METRICS:  # the live layer may answer it
+                    held = await live_reads.coverage(self.db)
+                plan = self._live_plan(spec, metric, held)
+                if plan is None:
                     rolled = await coverage(self.db, spec.start, spec.end)
-                    if metric.path in planner.LIVE_METRICS:  # its raw tail may read it
-                        held = await live_reads.coverage(self.db)
-                        live = (held.held_from, held.upto) if held else None
+            if plan is None:
+                live = (held.held_from, held.upto) if held else None  # for the raw tail
                 plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes, live)
             rows = await self.db.fetch(plan.sql, plan.params)
             return json_body(v1_rows.render(spec, metric, rows))
@@ -96,18 +97,21 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         ttl = self.settings.long_result_cache_seconds if long else None
         return await self.cache.get(("v1", metric.path, spec), answer, ttl)
 
-    async def _live_plan(self, spec: v1_spec.V1Spec, metric: V1Metric) -> planner.Plan | None:
+    def _live_plan(
+        self, spec: v1_spec.V1Spec, metric: V1Metric, held: live_reads.LiveCoverage | None,
+    ) -> planner.Plan | None:
         """The plan over the live layer when it may answer and holds the range (the last
         hour or so), else None."""
-        if not planner.reads_live(spec, metric):
+        window = Window(spec.start, spec.end, FIXED_SECONDS.get(spec.granularity, 0))
+        if held is None or not planner.reads_live(spec, metric) or not live_reads.answers(
+                window, held):
             return None
         filters = dict(spec.filters)
-        scope = live_reads.LiveScope(spec.customer_ids, filters)
-        window = Window(spec.start, spec.end, FIXED_SECONDS[spec.granularity])
-        live = await live_reads.source(
-            self.db, window, scope, level=live_rows.level_for(set(filters)),
+        relation, params = live_reads.relation(
+            window, held, live_reads.LiveScope(spec.customer_ids, filters),
+            level=live_rows.level_for(set(filters)),
             coarse=window.resolution_seconds % live_rows.COARSE_WIDTH == 0)
-        return None if live is None else planner.live_plan(spec, metric, *live)
+        return planner.live_plan(spec, metric, relation, params)
 
     async def ListGrafanaGranularities(self, request, context):
         params = QueryParams(request, context)

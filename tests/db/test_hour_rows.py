@@ -6,7 +6,6 @@ partial hour rows of an unpublished hour are never read; merged digests stay wit
 from __future__ import annotations
 
 import math
-import random
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,12 @@ from edgestats_core.beacon_columns import DIMENSIONS
 from edgestats_core.metrics.rollup_rows import DIMS
 from metrics_service import hour_rows, rollups
 from tests.db.test_minute_rollups import coverage_of, fresh_hour, roll
-from tests.db.test_rollups import make_beacons, store
+from tests.db.test_rollups import (
+    assert_hour_join_time_within_two_percent,
+    join_time_beacons,
+    make_beacons,
+    store,
+)
 
 pytestmark = pytest.mark.db
 HOUR = timedelta(hours=1)
@@ -163,22 +167,9 @@ def test_join_time_of_an_hour_merged_minute_by_minute_within_two_percent(db_url)
     """20,000 sessions: 60 successive merges keep the hour's t-digest within 2 % rank."""
     hour = fresh_hour(20)
     customer_id = f"c-{uuid.uuid4().hex[:10]}"
-    rng = random.Random(45)
-    beacons = [
-        {"__time": hour + timedelta(seconds=5 * rng.randrange(720)), "CustomerId": customer_id,
-         "SessionId": f"s-{i}", "Source": "p2p", "PlayerState": "playing",
-         "StartingTime": float(rng.lognormvariate(7, 0.6))}
-        for i in range(20_000)
-    ]
+    beacons = join_time_beacons(customer_id, hour, seed=45)
     store(db_url, customer_id, beacons, datetime.now(UTC))
     roll_minute_by_minute(db_url, hour, 1, 60)
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert rollups.roll_up_hour(conn, hour).hour_rows == 0
-        quantiles = [0.25, 0.5, 0.75, 0.95]
-        (estimates,) = conn.execute(
-            "SELECT tdigest_percentile(join_time, %s::float8[]) FROM beacons_hour"
-            " WHERE customer_id = %s", (quantiles, customer_id)).fetchone()
-    values = sorted(b["StartingTime"] for b in beacons)
-    for q, estimate in zip(quantiles, estimates, strict=True):
-        rank = sum(v <= estimate for v in values) / len(values)
-        assert abs(rank - q) <= 0.02, (q, estimate, rank)
+        assert_hour_join_time_within_two_percent(conn, customer_id, beacons)

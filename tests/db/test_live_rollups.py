@@ -23,6 +23,7 @@ from edgestats_stack.stack import REPO
 from metrics_service import beacon_store, live_reads, live_rollups, minute_rollups, rollups
 from metrics_service.beacon_validation import validate
 from tests.builders import beacon, session_profile
+from tests.db.test_minute_rollups import stage
 from tests.db.test_rollups import store
 from tests.fixtures.stack import migrated_database
 
@@ -130,10 +131,7 @@ def test_a_roll_waits_for_the_ingest_in_flight(url):
     rows = [validate(b, customer_id, now) for b in beacons]
     done: list = []
     with psycopg.connect(url) as ingest, ingest.cursor() as cur:
-        cur.execute(beacon_store._STAGE)
-        with cur.copy(beacon_store._COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+        stage(cur, rows)
         cur.execute(beacon_store._HOLD_HOURS)
         cur.execute(beacon_store._MERGE)
         roller = threading.Thread(target=lambda: done.append(roll(url, now)))

@@ -42,6 +42,14 @@ def coverage_of(db_url: str, hour: datetime) -> Coverage:
         return Coverage.of(conn.execute(COVERAGE_SQL, {"start": hour, "end": hour + HOUR}))
 
 
+def stage(cur: psycopg.Cursor, rows: list[tuple]) -> None:
+    """Copy validated rows into the ingest's staging table (beacon_store's first step)."""
+    cur.execute(beacon_store._STAGE)
+    with cur.copy(beacon_store._COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def before(beacons: list[dict], instant: datetime) -> list[dict]:
     return [b for b in beacons if b["__time"] < instant]
 
@@ -97,10 +105,7 @@ def test_a_roll_waits_for_the_ingest_in_flight(db_url):
     rows = [validate(b, customer_id, datetime.now(UTC)) for b in beacons]
     done: list = []
     with psycopg.connect(db_url) as ingest, ingest.cursor() as cur:
-        cur.execute(beacon_store._STAGE)
-        with cur.copy(beacon_store._COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+        stage(cur, rows)
         # what _HOLD_HOURS takes for a recent hour (the roller only rolls those; this hour
         # is old so that no other test's hours are rolled)
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)",
@@ -169,10 +174,7 @@ def test_ingest_holds_only_the_recent_hours_of_its_batch(db_url):
     rows = [validate(b, "c-locks", now) for b in make_beacons("c-locks", now - HOUR, 1, 1, 3)]
     rows = [(at, *row[1:]) for at, row in zip(times, rows, strict=False)]
     with psycopg.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(beacon_store._STAGE)
-        with cur.copy(beacon_store._COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+        stage(cur, rows)
         cur.execute(beacon_store._HOLD_HOURS)
         held = {row[0] for row in cur.execute(
             "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
@@ -192,10 +194,7 @@ def test_the_direct_path_holds_the_hours_the_staged_path_holds(db_url):
     held = ("SELECT objid, mode FROM pg_locks WHERE locktype = 'advisory'"
             " AND pid = pg_backend_pid() AND classid = %s")
     with psycopg.connect(db_url) as conn, conn.cursor() as cur:
-        cur.execute(beacon_store._STAGE)
-        with cur.copy(beacon_store._COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+        stage(cur, rows)
         cur.execute(beacon_store._HOLD_HOURS)
         staged = set(cur.execute(held, (minute_rollups.FENCE_NAMESPACE,)).fetchall())
         conn.rollback()

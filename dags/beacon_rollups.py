@@ -1,4 +1,5 @@
-r"""Hourly: publish each closed hour to the historical layers, then re-roll hours with late data.
+r"""Hourly: publish each closed hour to the historical layers, then re-roll hours with late data,
+in every region's database (a mapped task per database, run in parallel).
 
 Which hours a run rolls up (`rollups.resolve_run_interval`):
 
@@ -26,10 +27,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from edgestats_core.dag_settings import database_url
+from edgestats_core.dag_settings import region_databases
 from metrics_service import rollups
 
 
@@ -49,18 +50,28 @@ def hours(data_interval_start, data_interval_end, dag_run) -> tuple[datetime, da
 )
 def beacon_rollups():
     @task
-    def roll_up_hour(data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
+    def databases() -> list[str]:
+        """The regions' databases, one mapped task each (in parallel)."""
+        return list(region_databases())
+
+    @task(map_index_template="{{ regions }}")
+    def roll_up_hour(regions: str, data_interval_start=None, data_interval_end=None,
+                     dag_run=None) -> dict:
+        get_current_context()["regions"] = regions  # type: ignore[index]
         start, end = hours(data_interval_start, data_interval_end, dag_run)
-        done = rollups.roll_up_interval(database_url(), start, end)
+        done = rollups.roll_up_interval(region_databases()[regions], start, end)
         return {r.hour.isoformat(): r.raw_beacons for r in done}
 
-    @task
-    def re_roll_late_hours(data_interval_start=None, data_interval_end=None, dag_run=None):
+    @task(map_index_template="{{ regions }}")
+    def re_roll_late_hours(regions: str, data_interval_start=None, data_interval_end=None,
+                           dag_run=None):
+        get_current_context()["regions"] = regions  # type: ignore[index]
         start, _ = hours(data_interval_start, data_interval_end, dag_run)
-        done = rollups.re_roll_late_hours(database_url(), before=start)
+        done = rollups.re_roll_late_hours(region_databases()[regions], before=start)
         return [r.hour.isoformat() for r in done]
 
-    roll_up_hour() >> re_roll_late_hours()
+    each = databases()
+    roll_up_hour.expand(regions=each) >> re_roll_late_hours.expand(regions=each)
 
 
 beacon_rollups()

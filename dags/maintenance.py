@@ -10,7 +10,7 @@ import psycopg
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from edgestats_core.dag_settings import database_url
+from edgestats_core.dag_settings import database_url, every_database
 from edgestats_core.migrations import run_partition_maintenance
 from edgestats_core.tenancy import oauth
 from usage_billing_service import event_store
@@ -25,7 +25,8 @@ from usage_billing_service import event_store
 def maintenance():
     @task
     def maintain_partitions() -> None:
-        run_partition_maintenance(database_url())
+        for url in every_database():  # the home database and every region's
+            run_partition_maintenance(url)
 
     @task
     def delete_expired_tokens() -> None:

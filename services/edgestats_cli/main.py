@@ -9,6 +9,7 @@ import sys
 
 import psycopg
 
+from edgestats_core.config import Settings, data_databases
 from edgestats_core.migrations import migrate, run_partition_maintenance
 from edgestats_core.tenancy import api_keys
 
@@ -22,14 +23,21 @@ def _url() -> str:
     return database_url(REPO / ".run")[1]
 
 
+def _settings() -> Settings:
+    """DATABASE_URL (or the local cluster) and EDGESTATS_REGION_DATABASES."""
+    return Settings.from_env(database_url=_url())
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
-    applied = migrate(_url())
-    run_partition_maintenance(_url())
-    print("\n".join(applied) or "nothing to apply")
+    for url in _settings().all_urls():  # the home database and every region's
+        applied = migrate(url)
+        run_partition_maintenance(url)
+        print("\n".join(applied) or "nothing to apply")
 
 
 def cmd_maintain(args: argparse.Namespace) -> None:
-    run_partition_maintenance(_url())
+    for url in _settings().all_urls():
+        run_partition_maintenance(url)
     print("partitions maintained")
 
 
@@ -41,9 +49,12 @@ def cmd_rollup(args: argparse.Namespace) -> None:
     start, end = (datetime.fromisoformat(t).astimezone(UTC) for t in (args.start, args.end))
     if end <= start:
         raise ValueError("--to must be later than --from")
-    for hour in rollups.roll_up_interval(_url(), start, end, from_raw=args.from_raw):
-        read = hour.from_minutes.isoformat() if hour.from_minutes else "no raw beacon"
-        print(f"{hour.hour.isoformat()}  {hour.raw_beacons} beacons  (read raw from {read})")
+    settings = _settings()
+    for regions, url in data_databases(settings.database_url, settings.region_urls).items():
+        for hour in rollups.roll_up_interval(url, start, end, from_raw=args.from_raw):
+            read = hour.from_minutes.isoformat() if hour.from_minutes else "no raw beacon"
+            print(f"{regions}  {hour.hour.isoformat()}  {hour.raw_beacons} beacons"
+                  f"  (read raw from {read})")
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:

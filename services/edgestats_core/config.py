@@ -6,6 +6,30 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+REGIONS = ("americas", "emea", "apac")
+
+
+def parse_region_urls(text: str) -> tuple[tuple[str, str], ...]:
+    """`region=URL` pairs separated by whitespace; ValueError names a bad pair or region."""
+    pairs = []
+    for item in text.split():
+        region, sep, url = item.partition("=")
+        if not sep or not url or region not in REGIONS:
+            raise ValueError(f"expected region=URL with a region of {', '.join(REGIONS)}:"
+                             f" {item.split('=')[0]!r}")
+        pairs.append((region, url))
+    return tuple(pairs)
+
+
+def data_databases(home_url: str, region_urls: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Every distinct database holding beacons, by the regions it holds ("emea",
+    "americas+apac"; all three in one database without region databases)."""
+    urls = dict(region_urls)
+    by_url: dict[str, list[str]] = {}
+    for region in REGIONS:
+        by_url.setdefault(urls.get(region, home_url), []).append(region)
+    return {"+".join(regions): url for url, regions in by_url.items()}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -44,6 +68,13 @@ class Settings:
     live_rollup_seconds: float = 0.5
     # Processes of this service behind the gateway (they split each key's limit).
     workers: int = 1
+    # The database of each region's beacons and everything derived from them, as
+    # (region, URL) pairs (EDGESTATS_REGION_DATABASES="emea=postgresql://… apac=…"); a region
+    # not listed keeps its data in DATABASE_URL, the home database of tenancy and usage.
+    region_urls: tuple[tuple[str, str], ...] = ()
+    # Streaming standbys that may answer a region's reads (EDGESTATS_REGION_REPLICAS, the
+    # same form, a region may repeat); see edgestats_core.replicas for when one is used.
+    replica_urls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -74,9 +105,25 @@ class Settings:
             "minute_rollup_seconds": float(env.get("EDGESTATS_MINUTE_ROLLUP_SECONDS", "5")),
             "live_rollup_seconds": float(env.get("EDGESTATS_LIVE_ROLLUP_SECONDS", "0.5")),
             "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
+            "region_urls": parse_region_urls(env.get("EDGESTATS_REGION_DATABASES", "")),
+            "replica_urls": parse_region_urls(env.get("EDGESTATS_REGION_REPLICAS", "")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    def region_url(self, region: str | None) -> str:
+        """The primary database of a region's data (the home database when not configured)."""
+        return dict(self.region_urls).get(region or "", self.database_url)
+
+    def data_urls(self) -> list[str]:
+        """Every distinct database holding beacons: what the rollers run on (the home
+        database alone without region databases)."""
+        return list(data_databases(self.database_url, self.region_urls).values())
+
+    def all_urls(self) -> list[str]:
+        """The home database and every region database: what migrations and partition
+        maintenance run on."""
+        return list(dict.fromkeys([self.database_url, *self.data_urls()]))
 
     def now(self) -> datetime:
         """The current instant in UTC (or the frozen one)."""

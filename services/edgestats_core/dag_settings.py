@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from edgestats_core.config import data_databases, parse_region_urls
+
 SECTION = "edgestats"
 
 
@@ -19,3 +21,20 @@ def database_url() -> str:
         raise RuntimeError(f"no data database: set [{SECTION}] database_url in airflow.cfg"
                            " (make airflow writes it) or DATABASE_URL")
     return url
+
+
+def region_databases() -> dict[str, str]:
+    """Every distinct database holding beacons, by the regions it holds (see
+    config.data_databases): `[edgestats] region_databases` (region=URL pairs, as
+    EDGESTATS_REGION_DATABASES, which is the fallback); regions not listed are in the data
+    database. Tasks receive the label, never the URL (XComs are stored in Airflow's database)."""
+    from airflow.sdk import conf
+
+    pairs = (conf.get(SECTION, "region_databases", fallback="")
+             or os.environ.get("EDGESTATS_REGION_DATABASES", ""))
+    return data_databases(database_url(), parse_region_urls(pairs))
+
+
+def every_database() -> list[str]:
+    """The data database and every region database (partition maintenance runs on each)."""
+    return list(dict.fromkeys([database_url(), *region_databases().values()]))

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from edgestats_core.config import Settings
-from edgestats_core.db import Database
+from edgestats_core.databases import Databases
 from edgestats_core.tenancy.interceptor import KeyResolver, TenancyInterceptor
 from edgestats_core.tenancy.rate_limits import Limit, RateLimiter
 
@@ -36,25 +36,23 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
-    db: Database
+    dbs: Databases
 
 
 async def start_server(
     settings: Settings,
-    bindings: Callable[[Database, Settings], list[ServiceBinding]],
+    bindings: Callable[[Databases, Settings], list[ServiceBinding]],
     public_methods: frozenset[str] = frozenset(),
 ) -> RunningServer:
-    """Open the pool, build the services, bind the port (0 = any) and start serving."""
-    db = Database(
-        settings.database_url, settings.pool_min, settings.pool_max, settings.statement_timeout_ms
-    )
-    await db.open()
+    """Open the pools, build the services, bind the port (0 = any) and start serving."""
+    dbs = Databases(settings)
+    await dbs.open()
     limiter = RateLimiter(
         Limit(settings.rate_limit, settings.rate_burst),
         {tier: Limit(rate, burst) for tier, rate, burst in settings.rate_limits_by_tier},
         workers=settings.workers,
     )
-    resolver = KeyResolver(db, settings.key_cache_seconds)
+    resolver = KeyResolver(dbs.home, settings.key_cache_seconds)
     interceptor = TenancyInterceptor(resolver, public_methods, limiter)
     server = grpc.aio.server(
         interceptors=[interceptor],
@@ -65,7 +63,7 @@ async def start_server(
             ("grpc.max_metadata_size", 256 * 1024),
         ],
     )
-    services = bindings(db, settings)
+    services = bindings(dbs, settings)
     for service in services:
         service.add_to_server(server)
     health_servicer = health.aio.HealthServicer()
@@ -77,12 +75,12 @@ async def start_server(
     await server.start()
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, db)
+    return RunningServer(server, port, health_servicer, dbs)
 
 
 async def serve_forever(
     settings: Settings,
-    bindings: Callable[[Database, Settings], list[ServiceBinding]],
+    bindings: Callable[[Databases, Settings], list[ServiceBinding]],
     public_methods: frozenset[str] = frozenset(),
     background: Callable[[Settings], Awaitable[None]] | None = None,
 ) -> None:
@@ -101,4 +99,4 @@ async def serve_forever(
         task.cancel()
     await running.health.enter_graceful_shutdown()
     await running.server.stop(GRACE_SECONDS)
-    await running.db.close()
+    await running.dbs.close()

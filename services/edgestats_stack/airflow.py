@@ -41,7 +41,10 @@ def airflow_settings(metadata_url: str, data_url: str, port: int) -> dict[str, d
         "database": {"sql_alchemy_conn": metadata_url},
         "api": {"workers": "1", "port": str(port)},
         "dag_processor": {"parsing_processes": "1"},
-        dag_settings.SECTION: {"database_url": data_url},
+        # region databases as EDGESTATS_REGION_DATABASES (none: every region in data_url)
+        dag_settings.SECTION: {"database_url": data_url,
+                               "region_databases": os.environ.get(
+                                   "EDGESTATS_REGION_DATABASES", "")},
     }
 
 

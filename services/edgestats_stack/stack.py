@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgestats_core.config import Settings
 from edgestats_core.migrations import migrate, run_partition_maintenance
 from edgestats_stack import gateway, postgres
 from edgestats_stack.processes import (
@@ -44,9 +45,15 @@ def database_url(run_dir: Path, dbname: str = "edgestats") -> tuple[str, str]:
     return admin, postgres.create_database(admin, dbname)
 
 
-def prepare_database(url: str) -> list[str]:
-    applied = migrate(url)
-    run_partition_maintenance(url)
+def prepare_database(url: str, region_urls: tuple[tuple[str, str], ...] | None = None) -> list[str]:
+    """Migrate and maintain the home database and every region database (default: those of
+    EDGESTATS_REGION_DATABASES); returns the migrations applied."""
+    if region_urls is None:
+        region_urls = Settings.from_env(database_url=url).region_urls
+    applied: list[str] = []
+    for each in Settings(url, region_urls=region_urls).all_urls():
+        applied += migrate(each)
+        run_partition_maintenance(each)
     return applied
 
 

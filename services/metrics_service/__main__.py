@@ -11,7 +11,7 @@ from edgestats.metrics.v1 import (
     metrics_service_pb2_grpc,
 )
 from edgestats_core.config import Settings
-from edgestats_core.db import Database
+from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, serve_forever
 from metrics_service import (
     beacon_ingest,
@@ -22,10 +22,10 @@ from metrics_service import (
 )
 
 
-def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
-    legacy = legacy_stats.LegacyStatsServicer(db, settings)
-    ingest = beacon_ingest.BeaconIngestServicer(db, settings)
-    metrics = v1_metrics.MetricsServicer(db, settings)
+def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
+    legacy = legacy_stats.LegacyStatsServicer(dbs, settings)
+    ingest = beacon_ingest.BeaconIngestServicer(dbs, settings)
+    metrics = v1_metrics.MetricsServicer(dbs, settings)
     return [
         ServiceBinding(
             legacy_stats.SERVICE,
@@ -47,9 +47,12 @@ def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
 
 
 async def rollers(settings: Settings) -> None:
-    """The process's background work: the minute roller and the live roller."""
-    await asyncio.gather(minute_rollups.roll_minutes_forever(settings),
-                         live_rollups.roll_live_forever(settings))
+    """The process's background work: the minute roller and the live roller of every
+    database that holds beacons."""
+    await asyncio.gather(*(roller
+                           for url in settings.data_urls()
+                           for roller in (minute_rollups.roll_minutes_forever(settings, url),
+                                          live_rollups.roll_live_forever(settings, url))))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgestats.metrics.v1 import beacon_ingest_service_pb2 as pb  # also registers the service
 from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
-from edgestats_core.db import Database
+from edgestats_core.databases import Databases
 from edgestats_core.errors import Forbidden, PayloadTooLarge
 from edgestats_core.ingest_body import MAX_ITEMS
 from edgestats_core.tenancy.interceptor import current_principal
@@ -25,12 +25,14 @@ def customer_of(principal: Principal) -> str:
 
 
 class BeaconIngestServicer(rpc.BeaconIngestServiceServicer):
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
+    def __init__(self, dbs: Databases, settings: Settings) -> None:
+        self.dbs = dbs
         self.settings = settings
 
     async def _store(self, batch: Batch) -> pb.IngestBeaconsResponse:
-        inserted = await beacon_store.store(self.db, batch.rows)
+        # a customer's beacons live only in its region's database
+        db = self.dbs.primary(current_principal().region)
+        inserted = await beacon_store.store(db, batch.rows)
         return pb.IngestBeaconsResponse(
             accepted=len(batch.rows),
             duplicates=len(batch.rows) - inserted,

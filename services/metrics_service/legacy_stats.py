@@ -8,6 +8,7 @@ from google.api import httpbody_pb2
 from edgestats.metrics.v1 import legacy_stats_service_pb2  # noqa: F401 - descriptor for reflection
 from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
+from edgestats_core.databases import Databases
 from edgestats_core.db import Database
 from edgestats_core.http_query import QueryParams
 from edgestats_core.metrics.definitions import STAT_METRICS
@@ -30,8 +31,8 @@ PONG = httpbody_pb2.HttpBody(content_type="text/plain", data=b"pong")
 class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     """Each method validates, queries and renders before answering; errors are documented bodies."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
+    def __init__(self, dbs: Databases, settings: Settings) -> None:
+        self.dbs = dbs
         self.settings = settings
         # identical queries (same tenant, scope and window) share one execution
         self.cache: ResultCache[httpbody_pb2.HttpBody] = ResultCache(settings.result_cache_seconds)
@@ -46,15 +47,22 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
         return None
 
     async def PingDb(self, request, context):
-        await self.db.ping()
+        for db in self.dbs.all():
+            await db.ping()
         return PONG
+
+    def db(self) -> Database:
+        """The database of the caller's region (the legacy API is per customer)."""
+        return self.dbs.reader(current_principal().region)
 
     async def _summary(self, request, context, level: str):
         params = QueryParams(request, context)
         query = legacy_params.parse(params, current_principal(), self.settings.now(), paginate=True)
 
+        db = self.db()
+
         async def answer() -> httpbody_pb2.HttpBody:
-            rows = await legacy_queries.summary_rows(self.db, query, level)
+            rows = await legacy_queries.summary_rows(db, query, level)
             if query.paginated:
                 return json_body(legacy_queries.paginate(rows, query.per_page, query.page))
             return json_body(rows)
@@ -73,9 +81,10 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     async def GetSummaryAggregate(self, request, context):
         params = QueryParams(request, context)
         query = legacy_params.parse(params, current_principal(), self.settings.now())
+        db = self.db()
 
         async def answer() -> httpbody_pb2.HttpBody:
-            return json_body([await legacy_queries.summary_aggregate(self.db, query)])
+            return json_body([await legacy_queries.summary_aggregate(db, query)])
 
         return await self.cache.get(("aggregate", query), answer, self.ttl(query))
 
@@ -86,9 +95,10 @@ def _stat_method(metric_name: str, last: bool):
     async def method(self: LegacyStatsServicer, request, context):
         params = QueryParams(request, context)
         query = legacy_params.parse_stats(params, current_principal(), self.settings.now(), metric)
+        db = self.db()
 
         async def answer() -> httpbody_pb2.HttpBody:
-            return json_body(await legacy_queries.stat_points(self.db, query, metric, last))
+            return json_body(await legacy_queries.stat_points(db, query, metric, last))
 
         return await self.cache.get((metric_name, last, query), answer, self.ttl(query))
 

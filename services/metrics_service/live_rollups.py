@@ -168,13 +168,13 @@ class LiveRoller:
             self.conn.close()
 
 
-async def roll_live_forever(settings: Settings) -> None:
-    """Every `settings.live_rollup_seconds`, bring the live layer up to the last closed
-    bucket (off when 0, or when the clock is frozen). A failed cycle is logged; the next
-    one reconnects and tries again."""
+async def roll_live_forever(settings: Settings, url: str | None = None) -> None:
+    """Every `settings.live_rollup_seconds`, bring the live layer of the database at `url`
+    (default: the home database) up to the last closed bucket (off when 0, or when the clock
+    is frozen). A failed cycle is logged; the next one reconnects and tries again."""
     if settings.live_rollup_seconds <= 0 or settings.frozen_now is not None:
         return
-    roller = LiveRoller(settings.database_url)
+    roller = LiveRoller(url or settings.database_url)
     behind = False
     try:
         while True:

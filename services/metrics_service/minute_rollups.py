@@ -167,17 +167,19 @@ def roll_up_recent_minutes(url: str, now: datetime) -> Cycle:
         return Cycle(roll_up_minutes(conn, now - LAG), roll_up_pending_hours(conn))
 
 
-async def roll_minutes_forever(settings: Settings) -> None:
-    """Every `settings.minute_rollup_seconds`, roll the closed minutes (off when 0, or when
-    the clock is frozen: there is no current hour to follow). A failed cycle (database
-    down) is logged and the next one tries again."""
+async def roll_minutes_forever(settings: Settings, url: str | None = None) -> None:
+    """Every `settings.minute_rollup_seconds`, roll the closed minutes of the database at
+    `url` (default: the home database; off when 0, or when the clock is frozen: there is no
+    current hour to follow). A failed cycle (database down) is logged and the next one
+    tries again."""
+    url = url or settings.database_url
     if settings.minute_rollup_seconds <= 0 or settings.frozen_now is not None:
         return
     while True:
         await asyncio.sleep(settings.minute_rollup_seconds)
         try:
             rolls = await asyncio.to_thread(
-                roll_up_recent_minutes, settings.database_url, settings.now())
+                roll_up_recent_minutes, url, settings.now())
         except psycopg.Error as error:
             log.warning("minute roll-up failed, retrying next cycle: %s", error)
             continue

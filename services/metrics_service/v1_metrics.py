@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from google.api import httpbody_pb2
@@ -10,6 +12,7 @@ from google.protobuf import json_format
 from edgestats.metrics.v1 import metrics_service_pb2  # noqa: F401 - descriptor for reflection
 from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
+from edgestats_core.databases import Databases
 from edgestats_core.db import Database
 from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
 from edgestats_core.http_query import QueryParams
@@ -68,34 +71,44 @@ def body_of(request) -> dict:
 class MetricsServicer(rpc.MetricsServiceServicer):
     """Each method validates and queries before answering; errors are documented bodies."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
+    def __init__(self, dbs: Databases, settings: Settings) -> None:
+        self.dbs = dbs
         self.settings = settings
         self.cache: ResultCache[httpbody_pb2.HttpBody] = ResultCache(settings.result_cache_seconds)
 
     async def metric(self, request, metric: V1Metric, reseller: bool) -> httpbody_pb2.HttpBody:
         now = self.settings.now()
-        spec = v1_spec.parse_body(body_of(request), current_principal(),
-                                  tier=metric.tier, reseller=reseller)
+        principal = current_principal()
+        spec = v1_spec.parse_body(body_of(request), principal, tier=metric.tier, reseller=reseller)
         v1_spec.check_range(spec, now)
+        # each database answers for the customers whose region it holds (a reseller's may
+        # span regions); rows are per customer, so the answer is their union
+        groups = self.dbs.by_database(spec.customer_ids, principal.region_of)
 
         async def answer() -> httpbody_pb2.HttpBody:
-            rolled, held, plan = Coverage(), None, None
-            if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
-                if metric.path in planner.LIVE_METRICS:  # the live layer may answer it
-                    held = await live_reads.coverage(self.db)
-                plan = self._live_plan(spec, metric, held)
-                if plan is None:
-                    rolled = await coverage(self.db, spec.start, spec.end)
-            if plan is None:
-                live = (held.held_from, held.upto) if held else None  # for the raw tail
-                plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes, live)
-            rows = await self.db.fetch(plan.sql, plan.params)
-            return json_body(v1_rows.render(spec, metric, rows))
+            parts = await asyncio.gather(*(
+                self._rows(db, replace(spec, customer_ids=customers), metric, now)
+                for db, customers in groups))
+            return json_body(v1_rows.render(spec, metric, [r for rows in parts for r in rows]))
 
         long = spec.end - spec.start >= planner.TOTALS_PREFERRED_SPAN
         ttl = self.settings.long_result_cache_seconds if long else None
         return await self.cache.get(("v1", metric.path, spec), answer, ttl)
+
+    async def _rows(self, db: Database, spec: v1_spec.V1Spec, metric: V1Metric,
+                    now: datetime) -> list[dict]:
+        """The aggregated rows of `spec`'s customers, all held by `db`."""
+        rolled, held, plan = Coverage(), None, None
+        if not spec.exact_distinct and spec.data_layer != "realtime":  # may read rollups
+            if metric.path in planner.LIVE_METRICS:  # the live layer may answer it
+                held = await live_reads.coverage(db)
+            plan = self._live_plan(spec, metric, held)
+            if plan is None:
+                rolled = await coverage(db, spec.start, spec.end)
+        if plan is None:
+            live = (held.held_from, held.upto) if held else None  # for the raw tail
+            plan = planner.plan(spec, metric, now, rolled.hours, rolled.minutes, live)
+        return await db.fetch(plan.sql, plan.params)
 
     def _live_plan(
         self, spec: v1_spec.V1Spec, metric: V1Metric, held: live_reads.LiveCoverage | None,

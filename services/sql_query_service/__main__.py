@@ -7,13 +7,13 @@ import logging
 
 from edgestats.sql_query.v1 import sql_query_service_pb2_grpc
 from edgestats_core.config import Settings
-from edgestats_core.db import Database
+from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, serve_forever
 from sql_query_service import sql_query
 
 
-def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
-    servicer = sql_query.SqlQueryServicer(db, settings)
+def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
+    servicer = sql_query.SqlQueryServicer(dbs, settings)
     return [
         ServiceBinding(
             sql_query.SERVICE,

@@ -8,11 +8,13 @@ from google.api import httpbody_pb2
 from edgestats.sql_query.v1 import sql_query_service_pb2  # noqa: F401 - descriptor for reflection
 from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
+from edgestats_core.databases import Databases
 from edgestats_core.db import Database
 from edgestats_core.errors import NotFound
 from edgestats_core.tenancy.interceptor import add_response_header, current_principal
 from sql_query_service import druid_errors, execution, query_specs, results
 from sql_query_service.druid_sql import datasources, functions, pipeline
+from sql_query_service.druid_sql.problems import SqlError
 
 SERVICE = "edgestats.sql_query.v1.SqlQueryService"
 PUBLIC_METHODS = frozenset({f"/{SERVICE}/GetStatus"})
@@ -24,9 +26,18 @@ def json_body(value: object, content_type: str = "application/json") -> httpbody
 
 
 class SqlQueryServicer(rpc.SqlQueryServiceServicer):
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
+    def __init__(self, dbs: Databases, settings: Settings) -> None:
+        self.dbs = dbs
         self.settings = settings
+
+    def database(self, translation: pipeline.Translation, region: str | None) -> Database:
+        """The one database a query reads: its datasources' region's (400 when they are in
+        different databases; no datasource: the caller's region's)."""
+        found = {id(self.dbs.reader(r)): self.dbs.reader(r) for r in translation.regions}
+        if len(found) > 1:
+            raise SqlError("A query reads the datasources of one region: "
+                           + ", ".join(translation.regions) + " are stored apart")
+        return next(iter(found.values())) if found else self.dbs.reader(region)
 
     async def Query(self, request, context):
         with druid_errors.for_path(context):
@@ -36,13 +47,16 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
                 self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
             )
             translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
-            names, rows = await execution.run(self.db, translation, spec, principal)
+            db = self.database(translation, principal.region)
+            names, rows = await execution.run(db, translation, spec, principal)
             body = results.render(names, rows, spec.result_format, spec.header)
         add_response_header("x-druid-sql-query-id", spec.query_id)  # sent with success only
         return body
 
     async def CancelQuery(self, request, context):
-        if not await execution.cancel(self.db, current_principal(), request.id):
+        principal = current_principal()
+        cancelled = [await execution.cancel(db, principal, request.id) for db in self.dbs.all()]
+        if not any(cancelled):
             raise NotFound()
         add_response_header("x-http-status", "202")  # errors.lua sets the status
         return httpbody_pb2.HttpBody(content_type="application/json", data=b"")

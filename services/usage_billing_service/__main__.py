@@ -11,12 +11,13 @@ from edgestats.usage_billing.v1 import (
     usage_stats_service_pb2_grpc,
 )
 from edgestats_core.config import Settings
-from edgestats_core.db import Database
+from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, serve_forever
 from usage_billing_service import oauth_tokens, usage_ingest, usage_stats
 
 
-def bindings(db: Database, settings: Settings) -> list[ServiceBinding]:
+def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
+    db = dbs.home  # usage events, facts, accounts and OAuth clients are not regional
     stats = usage_stats.UsageStatsServicer(db, settings)
     ingest = usage_ingest.UsageIngestServicer(db, settings)
     tokens = oauth_tokens.OAuthServicer(db, settings)

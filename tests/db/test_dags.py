@@ -131,6 +131,27 @@ def test_beacon_rollups_publishes_its_hour(airflow, db_url):
     assert _hour_rows(db_url, customer_id) == {end - HOUR: 100}
 
 
+def test_beacon_rollups_rolls_every_region_database(airflow, db_url):
+    """With region databases configured, each region's hour is published in its own
+    database (a mapped task per database)."""
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=14)
+    admin = postgres.with_database(db_url, "postgres")
+    with migrated_database(admin, "edgestats_emea") as emea, \
+            migrated_database(admin, "edgestats_apac") as apac:
+        customers = {}
+        for url, count in ((emea, 40), (apac, 70)):
+            customers[url] = f"c-{uuid.uuid4().hex[:10]}"
+            _store_beacons(url, customers[url], end - HOUR, count)
+        env = {**airflow.env,
+               "AIRFLOW__EDGESTATS__REGION_DATABASES": f"emea={emea} apac={apac}"}
+        result = run(env, "dags", "test", "beacon_rollups", end.isoformat())
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert _hour_rows(emea, customers[emea]) == {end - HOUR: 40}
+        assert _hour_rows(apac, customers[apac]) == {end - HOUR: 70}
+        for url in (emea, apac):
+            assert _hour_rows(db_url, customers[url]) == {}
+
+
 def test_maintenance_runs(airflow):
     result = run(airflow.env, "dags", "test", "maintenance", datetime.now(UTC).isoformat())
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -218,7 +239,8 @@ def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
     assert datetime.fromisoformat(runs[logical]["data_interval_start"]) == dated - HOUR
     assert _wait_for(airflow_api, "beacon_rollups", runs.values()) == ["success", "success"]
 
-    rolled = {date: _xcom(airflow_api, "beacon_rollups", run["dag_run_id"], "roll_up_hour")
+    # one mapped roll_up_hour per region database: here one database holds every region
+    rolled = {date: _xcom(airflow_api, "beacon_rollups", run["dag_run_id"], "roll_up_hour", 0)
               for date, run in runs.items()}
     assert list(rolled[None]) == [closed.isoformat()] and rolled[None][closed.isoformat()] >= 3
     assert list(rolled[logical]) == [(dated - HOUR).isoformat()]
@@ -292,9 +314,10 @@ def _wait_for(api: AirflowApi, dag_id: str, runs, timeout: float = 180.0) -> lis
         time.sleep(1)
 
 
-def _xcom(api: AirflowApi, dag_id: str, run_id: str, task_id: str):
+def _xcom(api: AirflowApi, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+    """A task's return value (map_index: of one mapped task instance, e.g. a region's)."""
     path = (f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
-            "/xcomEntries/return_value")
+            f"/xcomEntries/return_value?map_index={map_index}")
     return api.call("GET", path)["value"]
 
 

@@ -47,13 +47,17 @@ LOOKUP_SQL = """
 SELECT k.key_id, k.kind, k.owner_id,
        coalesce(c.tier, r.tier) AS tier,
        coalesce(c.region, r.region) AS region,
-       r.customers, k.rate_limit, k.rate_burst, NULL::double precision AS expires_in
+       r.customers,
+       (SELECT array_agg(rc.region ORDER BY u.ord)
+        FROM unnest(r.customers) WITH ORDINALITY AS u(customer_id, ord)
+        LEFT JOIN customers rc ON rc.customer_id = u.customer_id) AS customer_regions,
+       k.rate_limit, k.rate_burst, NULL::double precision AS expires_in
 FROM api_keys k
 LEFT JOIN customers c ON k.kind = 'customer' AND c.customer_id = k.owner_id
 LEFT JOIN resellers r ON k.kind = 'reseller' AND r.reseller_id = k.owner_id
 WHERE k.key_hash = %(digest)s AND k.revoked_at IS NULL
 UNION ALL
-SELECT 'oauth:' || t.client_id, 'usage-user', t.user_id, NULL, NULL, NULL, NULL, NULL,
+SELECT 'oauth:' || t.client_id, 'usage-user', t.user_id, NULL, NULL, NULL, NULL, NULL, NULL,
        extract(epoch FROM t.expires_at - now())::double precision
 FROM oauth_access_tokens t
 JOIN oauth_clients o ON o.client_id = t.client_id AND o.revoked_at IS NULL
@@ -74,6 +78,7 @@ def principal_from_row(row: dict) -> Principal:
         region=row["region"],
         reseller_id=row["owner_id"] if kind == "reseller" else None,
         customers=tuple(row["customers"] or ()),
+        customer_regions=tuple(row.get("customer_regions") or ()),
         user_id=row["owner_id"] if kind == "usage-user" else None,
         limit=limit,
     )

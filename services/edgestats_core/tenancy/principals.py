@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgestats_core.config import REGIONS
+
+__all__ = ["REGIONS", "TIERS", "Principal"]
 TIERS = ("lite", "advanced")
-REGIONS = ("americas", "emea", "apac")
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,17 @@ class Principal:
     region: str | None = None
     reseller_id: str | None = None
     customers: tuple[str, ...] = field(default_factory=tuple)
+    # a reseller's customers' regions, in the order of `customers` (None: unknown customer)
+    customer_regions: tuple[str | None, ...] = field(default_factory=tuple)
     user_id: str | None = None
     limit: tuple[float, float] | None = None
+
+    def region_of(self, customer_id: str) -> str | None:
+        """The region holding a customer's data, as far as this caller may know it."""
+        if customer_id == self.customer_id:
+            return self.region
+        regions = dict(zip(self.customers, self.customer_regions, strict=False))
+        return regions.get(customer_id) or self.region
 
     @property
     def is_advanced(self) -> bool:

@@ -54,6 +54,8 @@ class Translation:
     # with a realtime scan on the rollups: the query on raw beacons as written, which
     # `render` answers when the rollups hold too little of its range
     fallback: str | None = None
+    # the regions of the datasources scanned, each read from its region's database
+    regions: tuple[str, ...] = ()
 
     def hours(self) -> tuple[datetime, datetime] | None:
         """The hours [from, to) whose rollup state `render` needs, or None."""
@@ -155,4 +157,5 @@ def _translate(
     if any(source.layer == "realtime" for source in on_rollups.values()):
         fallback = _translate(text, principal, options, params, False).sql
     return Translation(sql, customer_filter.allowed_customers(principal),
-                       tuple(on_rollups.values()), fallback)
+                       tuple(on_rollups.values()), fallback,
+                       tuple(dict.fromkeys(scan.source.region for scan in found)))

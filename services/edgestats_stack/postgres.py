@@ -41,10 +41,10 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(_as_owner(cmd), check=True, stdout=subprocess.DEVNULL)
 
 
-def cluster_dir(run_dir: Path) -> Path:
-    """Where the cluster lives: run_dir/pg, unless the `postgres` user (which runs it when we
+def cluster_dir(run_dir: Path, name: str = "pg") -> Path:
+    """Where the cluster lives: run_dir/name, unless the `postgres` user (which runs it when we
     are root) cannot reach run_dir, as in a checkout under /root: then under its own home."""
-    base = run_dir.resolve() / "pg"
+    base = run_dir.resolve() / name
     if os.geteuid() != 0:
         return base
     reachable = subprocess.run(
@@ -57,19 +57,17 @@ def cluster_dir(run_dir: Path) -> Path:
     return Path("/var/lib/postgresql") / f"edgestats-{digest}"
 
 
-def ensure_cluster(run_dir: Path, port: int) -> str:
-    """Initialise (once) and start the cluster; returns the superuser URL of database postgres."""
+def _base(run_dir: Path, name: str) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    base = cluster_dir(run_dir)
-    data = base / "data"
+    base = cluster_dir(run_dir, name)
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
-    if not (data / "PG_VERSION").exists():
-        _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
-              "-E", "UTF8", "--locale=C.UTF-8"])
-        with open(data / "postgresql.auto.conf", "a") as conf:
-            conf.write(CONF.format(port=port, socket_dir=base))
+    return base
+
+
+def _start(base: Path, port: int) -> str:
+    data = base / "data"
     status = subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "status"]),
                             capture_output=True)
     if status.returncode != 0:
@@ -78,8 +76,34 @@ def ensure_cluster(run_dir: Path, port: int) -> str:
     return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
 
 
-def stop_cluster(run_dir: Path) -> None:
-    data = cluster_dir(run_dir) / "data"
+def ensure_cluster(run_dir: Path, port: int, name: str = "pg", extra_conf: str = "") -> str:
+    """Initialise (once) and start the cluster run_dir/name; returns the superuser URL of
+    database postgres. `extra_conf`: settings appended at initialisation."""
+    base = _base(run_dir, name)
+    data = base / "data"
+    if not (data / "PG_VERSION").exists():
+        _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
+              "-E", "UTF8", "--locale=C.UTF-8"])
+        with open(data / "postgresql.auto.conf", "a") as conf:
+            conf.write(CONF.format(port=port, socket_dir=base) + extra_conf)
+    return _start(base, port)
+
+
+def ensure_standby(run_dir: Path, name: str, port: int, primary_port: int) -> str:
+    """A streaming hot standby of the local primary on `primary_port` (pg_basebackup once, as
+    run_dir/name), started; returns its superuser URL of database postgres."""
+    base = _base(run_dir, name)
+    data = base / "data"
+    if not (data / "PG_VERSION").exists():
+        _run([str(PG_BIN / "pg_basebackup"), "-D", str(data), "-R", "-X", "stream", "-c",
+              "fast", "-h", "127.0.0.1", "-p", str(primary_port), "-U", SUPERUSER])
+        with open(data / "postgresql.auto.conf", "a") as conf:  # later lines win
+            conf.write(f"\nport = {port}\nunix_socket_directories = '{base}'\n")
+    return _start(base, port)
+
+
+def stop_cluster(run_dir: Path, name: str = "pg") -> None:
+    data = cluster_dir(run_dir, name) / "data"
     if (data / "postmaster.pid").exists():
         _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
 

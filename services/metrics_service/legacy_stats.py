@@ -47,7 +47,7 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
         return None
 
     async def PingDb(self, request, context):
-        for db in self.dbs.all():
+        for db in self.dbs.primaries():
             await db.ping()
         return PONG
 

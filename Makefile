@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen
 export EDGESTATS_HOME := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help run airflow stop test unit e2e lint protos bench clean
+.PHONY: help run cluster airflow stop test unit e2e lint protos bench clean
 
 help:  ## list the entry points
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
@@ -38,10 +38,13 @@ protos: $(RUN)/protos.stamp  ## generate Python stubs, descriptor set and OpenAP
 run: setup  ## start PostgreSQL, migrate, load demo data, start services + Envoy
 	$(BIN)/python -m edgestats_stack up
 
+cluster: setup  ## like run, on a PostgreSQL per region and a streaming standby of emea
+	$(BIN)/python -m edgestats_stack cluster
+
 airflow: setup  ## start Airflow 3 (UI/API :8090) with the rollup and maintenance DAGs
 	$(BIN)/python -m edgestats_stack airflow
 
-stop:  ## stop what `make run` (and `make airflow`) started
+stop:  ## stop what `make run` or `make cluster` (and `make airflow`) started
 	@test -x $(BIN)/python && $(BIN)/python -m edgestats_stack down || true
 
 test: setup lint  ## lint, then the whole suite (unit, database, end-to-end through Envoy)

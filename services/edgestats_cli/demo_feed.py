@@ -12,8 +12,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, generate_beacons
-from edgestats_cli.demo_loader import SEED
-from edgestats_core.db import Database
+from edgestats_cli.demo_loader import SEED, writers
 from edgestats_core.errors import Unavailable
 from edgestats_core.query.windows import floor_to
 from metrics_service import beacon_store
@@ -21,8 +20,8 @@ from metrics_service.beacon_validation import validate
 
 
 async def feed(db_url: str) -> None:
-    db = Database(db_url, 1, 2)
-    await db.open()
+    dbs = writers(db_url)
+    await dbs.open()
     last = floor_to(datetime.now(UTC), 5) - timedelta(minutes=1)
     while True:
         end = floor_to(datetime.now(UTC), 5)
@@ -31,7 +30,7 @@ async def feed(db_url: str) -> None:
                 for customer in DEMO_CUSTOMERS:
                     rows = [validate(b, customer.customer_id, end)
                             for b in generate_beacons(customer, last, end, seed=SEED)]
-                    await beacon_store.store(db, rows)
+                    await beacon_store.store(dbs.primary(customer.region), rows)
                 last = end
             except Unavailable:
                 pass  # database restarting: retry the same windows next time

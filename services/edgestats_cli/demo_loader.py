@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, DemoCustomer, generate_beacons
-from edgestats_core.db import Database
+from edgestats_core.config import Settings
+from edgestats_core.databases import Databases
 from edgestats_core.query.windows import floor_to
 from metrics_service import beacon_store
 from metrics_service.beacon_validation import validate
@@ -18,16 +19,23 @@ CHUNK = 10_000
 SEED = 7  # demo_feed continues the same sessions
 
 
+def writers(db_url: str) -> Databases:
+    """Small pools on the home database and every region's primary (the region databases
+    of EDGESTATS_REGION_DATABASES, if any): a customer's beacons go to its region's."""
+    return Databases(Settings.from_env(database_url=db_url, pool_min=1, pool_max=2,
+                                       replica_urls=()))
+
+
 async def load_demo(db_url: str, hours: float = 3.0, now: datetime | None = None) -> int:
     """Upsert the demo customers and store their beacons of the last `hours` (idempotent)."""
     end = floor_to(now or datetime.now(UTC), 5)
     start = end - timedelta(hours=hours)
-    db = Database(db_url, 1, 2)
-    await db.open()
+    dbs = writers(db_url)
+    await dbs.open()
     total = 0
     try:
         for customer in DEMO_CUSTOMERS:
-            await db.fetch(
+            await dbs.home.fetch(
                 "INSERT INTO customers (customer_id, region, tier) VALUES (%s, %s, %s)"
                 " ON CONFLICT (customer_id) DO NOTHING",
                 (customer.customer_id, customer.region, customer.tier),
@@ -35,10 +43,10 @@ async def load_demo(db_url: str, hours: float = 3.0, now: datetime | None = None
             beacons = generate_beacons(customer, start, end, seed=SEED)
             while chunk := list(islice(beacons, CHUNK)):
                 rows = [validate(b, customer.customer_id, end) for b in chunk]
-                await beacon_store.store(db, rows)
+                await beacon_store.store(dbs.primary(customer.region), rows)
                 total += len(rows)
     finally:
-        await db.close()
+        await dbs.close()
     return total
 
 

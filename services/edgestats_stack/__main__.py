@@ -10,6 +10,7 @@ import sys
 import psycopg
 
 from edgestats_cli import demo_loader
+from edgestats_cli.demo_data import DemoCustomer
 from edgestats_core.tenancy.api_keys import create_customer_key
 from edgestats_stack import postgres
 from edgestats_stack.processes import spawn, stop_all
@@ -18,39 +19,83 @@ from edgestats_stack.stack import REPO, database_url, prepare_database, start_st
 RUN_DIR = REPO / ".run"
 
 
+# `make cluster`: the home cluster is `make run`'s (.run/pg); each region has its own
+# cluster, emea a streaming standby; ports follow EDGESTATS_PG_PORT.
+CLUSTER_REGIONS = ("emea", "americas", "apac")
+STANDBY = "pg-emea-standby"
+SMALL = "shared_buffers = 128MB\n"
+
+
 def up(port: int) -> None:
     stop_all(RUN_DIR)
     _, db_url = database_url(RUN_DIR)
     applied = prepare_database(db_url)
     print(f"database ready ({len(applied)} migrations applied)")
+    serve(db_url, port, {}, [demo_loader.DEMO_CUSTOMERS[0]], [f"  database        : {db_url}"])
+
+
+def cluster(port: int) -> None:
+    """Three region primaries, a streaming standby of emea serving its reads, the home
+    database of `make run`'s cluster, then the services and Envoy as `make run`."""
+    stop_all(RUN_DIR)
+    base = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
+    home = postgres.create_database(postgres.ensure_cluster(RUN_DIR, base), "edgestats_home")
+    regions = {}
+    for offset, region in enumerate(CLUSTER_REGIONS, start=1):
+        admin = postgres.ensure_cluster(RUN_DIR, base + offset, f"pg-{region}", SMALL)
+        regions[region] = postgres.create_database(admin, "edgestats")
+    applied = prepare_database(home, tuple(regions.items()))
+    print(f"databases ready ({len(applied)} migrations applied)")
+    standby = postgres.with_database(
+        postgres.ensure_standby(RUN_DIR, STANDBY, base + len(CLUSTER_REGIONS) + 1, base + 1),
+        "edgestats")
+    env = {"EDGESTATS_REGION_DATABASES": " ".join(f"{r}={u}" for r, u in regions.items()),
+           "EDGESTATS_REGION_REPLICAS": f"emea={standby}"}
+    os.environ.update(env)  # the demo loader and feed write each customer to its region
+    lines = [f"  home database   : {home}  (keys, customers, usage)"]
+    lines += [f"  {r:<16}: {u}" for r, u in regions.items()]
+    lines += [f"  emea standby    : {standby}  (emea reads while fresh)"]
+    serve(home, port, env, list(demo_loader.DEMO_CUSTOMERS), lines)
+
+
+def serve(db_url: str, port: int, env: dict[str, str],
+          customers: list[DemoCustomer], databases: list[str]) -> None:
+    """Load the demo data, make a key per customer, start the services, Envoy and the demo
+    feed, print where everything is."""
     loaded = asyncio.run(demo_loader.load_demo(db_url))
     print(f"demo data: {loaded} beacons")
-    customer = demo_loader.DEMO_CUSTOMERS[0]
+    keys = {}
     with psycopg.connect(db_url) as conn:
-        key = create_customer_key(conn, customer.customer_id, customer.region, customer.tier)
-    (RUN_DIR / "demo-key").write_text(key + "\n")
-    stack = start_stack(RUN_DIR, db_url, port=port, detach=True)
+        for customer in customers:
+            keys[customer] = create_customer_key(conn, customer.customer_id, customer.region,
+                                                 customer.tier)
+    first = customers[0]
+    (RUN_DIR / "demo-key").write_text(keys[first] + "\n")
+    stack = start_stack(RUN_DIR, db_url, port=port, detach=True, env=env)
     # the demo keeps flowing (one 5 s window at a time) so that time=live has data
     spawn("demo_feed", [sys.executable, "-m", "edgestats_cli.demo_feed"], RUN_DIR,
-          {"DATABASE_URL": db_url}, detach=True)
-    base, auth = stack.http_url, f'-H "Authorization: Bearer {key}"'
-    channel = demo_loader.first_channel(customer)
+          {"DATABASE_URL": db_url, **env}, detach=True)
+    base, auth = stack.http_url, f'-H "Authorization: Bearer {keys[first]}"'
+    channel = demo_loader.first_channel(first)
     lines = [
         "",
         "edgestats is running.",
         f"  JSON API + gRPC : {base}   (gRPC h2c on the same port, reflection on)",
         f"  API reference   : {base}/analytics/docs/",
-        f"  database        : {db_url}",
+        *databases,
         f"  logs            : {RUN_DIR / 'logs'}",
-        f"demo key of {customer.customer_id} ({customer.tier}, {customer.region}),"
-        " also in .run/demo-key:",
-        key,
+    ]
+    for customer in customers:
+        lines += [f"demo key of {customer.customer_id} ({customer.tier}, {customer.region})"
+                  + (", also in .run/demo-key:" if customer is first else ":"), keys[customer]]
+    lines += [
         "",
         "try:",
         f"  curl -s {base}/ping",
         f'  curl -s {auth} "{base}/summary?time=1h"',
         f'  curl -s {auth} "{base}/analytics/legacy/stats/throughput/agg?time=10m&source=p2p"',
-        f'  curl -s -H "Authorization: {key}" "{base}/channels/{channel}/summary?time=24h&page=0"',
+        f'  curl -s -H "Authorization: {keys[first]}" "{base}/channels/{channel}/summary'
+        '?time=24h&page=0"',
         "stop with: make stop",
     ]
     print("\n".join(lines))
@@ -67,17 +112,19 @@ def airflow() -> None:
 def down() -> None:
     stop_all(RUN_DIR)
     if not os.environ.get("DATABASE_URL"):
-        postgres.stop_cluster(RUN_DIR)
+        for name in (STANDBY, *(f"pg-{r}" for r in CLUSTER_REGIONS), "pg"):
+            postgres.stop_cluster(RUN_DIR, name)  # those `make cluster` started, if any
     print("stopped")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="edgestats_stack")
-    parser.add_argument("command", choices=["up", "down", "airflow"])
+    parser.add_argument("command", choices=["up", "cluster", "down", "airflow"])
     default_port = int(os.environ.get("EDGESTATS_HTTP_PORT", 8080))
     parser.add_argument("--port", type=int, default=default_port)
     args = parser.parse_args()
-    {"up": lambda: up(args.port), "down": down, "airflow": airflow}[args.command]()
+    {"up": lambda: up(args.port), "cluster": lambda: cluster(args.port), "down": down,
+     "airflow": airflow}[args.command]()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ async def feed(db_url: str) -> None:
                 for customer in DEMO_CUSTOMERS:
                     rows = [validate(b, customer.customer_id, end)
                             for b in generate_beacons(customer, last, end, seed=SEED)]
-                    await beacon_store.store(dbs.primary(customer.region), rows)
+                    await beacon_store.store(
+                        await dbs.primary(customer.region, customer.customer_id), rows)
                 last = end
             except Unavailable:
                 pass  # database restarting: retry the same windows next time

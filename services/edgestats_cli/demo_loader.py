@@ -43,7 +43,8 @@ async def load_demo(db_url: str, hours: float = 3.0, now: datetime | None = None
             beacons = generate_beacons(customer, start, end, seed=SEED)
             while chunk := list(islice(beacons, CHUNK)):
                 rows = [validate(b, customer.customer_id, end) for b in chunk]
-                await beacon_store.store(dbs.primary(customer.region), rows)
+                await beacon_store.store(
+                    await dbs.primary(customer.region, customer.customer_id), rows)
                 total += len(rows)
     finally:
         await dbs.close()

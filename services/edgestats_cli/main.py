@@ -9,6 +9,7 @@ import sys
 
 import psycopg
 
+from edgestats_core import sharding
 from edgestats_core.config import Settings, data_databases
 from edgestats_core.migrations import migrate, run_partition_maintenance
 from edgestats_core.tenancy import api_keys
@@ -29,14 +30,15 @@ def _settings() -> Settings:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    for url in _settings().all_urls():  # the home database and every region's
+    # the home database and every region's (a sharded region's shards)
+    for url in sharding.expand(_settings().all_urls()):
         applied = migrate(url)
         run_partition_maintenance(url)
         print("\n".join(applied) or "nothing to apply")
 
 
 def cmd_maintain(args: argparse.Namespace) -> None:
-    for url in _settings().all_urls():
+    for url in sharding.expand(_settings().all_urls()):
         run_partition_maintenance(url)
     print("partitions maintained")
 
@@ -50,11 +52,21 @@ def cmd_rollup(args: argparse.Namespace) -> None:
     if end <= start:
         raise ValueError("--to must be later than --from")
     settings = _settings()
-    for regions, url in data_databases(settings.database_url, settings.region_urls).items():
+    databases = data_databases(settings.database_url, settings.region_urls)
+    for regions, url in sharding.labelled(databases).items():
         for hour in rollups.roll_up_interval(url, start, end, from_raw=args.from_raw):
             read = hour.from_minutes.isoformat() if hour.from_minutes else "no raw beacon"
             print(f"{regions}  {hour.hour.isoformat()}  {hour.raw_beacons} beacons"
                   f"  (read raw from {read})")
+
+
+def cmd_shard(args: argparse.Namespace) -> None:
+    for url in args.shard:
+        print("\n".join(migrate(url)) or f"shard migrated already: {url}")
+        run_partition_maintenance(url)
+    sharding.create_coordinator(args.coordinator, args.shard)
+    print(f"coordinator over {len(args.shard)} shards, {sharding.BUCKETS} buckets: give it as"
+          " the region's URL in EDGESTATS_REGION_DATABASES")
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
@@ -187,6 +199,11 @@ def parser() -> argparse.ArgumentParser:
     rollup.add_argument("--from-raw", action="store_true",
                         help="recompute every minute row from raw beacons")
     rollup.set_defaults(func=cmd_rollup)
+    shard = sub.add_parser("shard", help="make an empty database the coordinator of a region"
+                           " sharded by customer over the given databases (migrated first)")
+    shard.add_argument("--coordinator", required=True, help="URL of an empty database")
+    shard.add_argument("--shard", action="append", required=True, help="URL, once per shard")
+    shard.set_defaults(func=cmd_shard)
     demo = sub.add_parser("demo-data", help="load synthetic beacons of the demo customers")
     demo.add_argument("--hours", type=float, default=3.0)
     demo.set_defaults(func=cmd_demo_data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from edgestats_core import sharding
 from edgestats_core.config import data_databases, parse_region_urls
 
 SECTION = "edgestats"
@@ -25,14 +26,15 @@ def database_url() -> str:
 
 def region_databases() -> dict[str, str]:
     """Every distinct database holding beacons, by the regions it holds (see
-    config.data_databases): `[edgestats] region_databases` (region=URL pairs, as
-    EDGESTATS_REGION_DATABASES, which is the fallback); regions not listed are in the data
-    database. Tasks receive the label, never the URL (XComs are stored in Airflow's database)."""
+    config.data_databases; a sharded region's shards as "americas/shard-1"):
+    `[edgestats] region_databases` (region=URL pairs, as EDGESTATS_REGION_DATABASES, which
+    is the fallback); regions not listed are in the data database. Tasks receive the label,
+    never the URL (XComs are stored in Airflow's database)."""
     from airflow.sdk import conf
 
     pairs = (conf.get(SECTION, "region_databases", fallback="")
              or os.environ.get("EDGESTATS_REGION_DATABASES", ""))
-    return data_databases(database_url(), parse_region_urls(pairs))
+    return sharding.labelled(data_databases(database_url(), parse_region_urls(pairs)))
 
 
 def every_database() -> list[str]:

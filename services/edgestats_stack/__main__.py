@@ -12,18 +12,11 @@ import psycopg
 from edgestats_cli import demo_loader
 from edgestats_cli.demo_data import DemoCustomer
 from edgestats_core.tenancy.api_keys import create_customer_key
-from edgestats_stack import postgres
+from edgestats_stack import postgres, topology
 from edgestats_stack.processes import spawn, stop_all
 from edgestats_stack.stack import REPO, database_url, prepare_database, start_stack
 
 RUN_DIR = REPO / ".run"
-
-
-# `make cluster`: the home cluster is `make run`'s (.run/pg); each region has its own
-# cluster, emea a streaming standby; ports follow EDGESTATS_PG_PORT.
-CLUSTER_REGIONS = ("emea", "americas", "apac")
-STANDBY = "pg-emea-standby"
-SMALL = "shared_buffers = 128MB\n"
 
 
 def up(port: int) -> None:
@@ -35,27 +28,17 @@ def up(port: int) -> None:
 
 
 def cluster(port: int) -> None:
-    """Three region primaries, a streaming standby of emea serving its reads, the home
-    database of `make run`'s cluster, then the services and Envoy as `make run`."""
+    """`make run` on the topology of docs/scaling.md: the home database in `make run`'s
+    cluster, a cluster per region, a streaming standby of emea serving its reads, americas
+    sharded over two shard clusters behind a coordinator."""
     stop_all(RUN_DIR)
     base = int(os.environ.get("EDGESTATS_PG_PORT", "55432"))
-    home = postgres.create_database(postgres.ensure_cluster(RUN_DIR, base), "edgestats_home")
-    regions = {}
-    for offset, region in enumerate(CLUSTER_REGIONS, start=1):
-        admin = postgres.ensure_cluster(RUN_DIR, base + offset, f"pg-{region}", SMALL)
-        regions[region] = postgres.create_database(admin, "edgestats")
-    applied = prepare_database(home, tuple(regions.items()))
-    print(f"databases ready ({len(applied)} migrations applied)")
-    standby = postgres.with_database(
-        postgres.ensure_standby(RUN_DIR, STANDBY, base + len(CLUSTER_REGIONS) + 1, base + 1),
-        "edgestats")
-    env = {"EDGESTATS_REGION_DATABASES": " ".join(f"{r}={u}" for r, u in regions.items()),
-           "EDGESTATS_REGION_REPLICAS": f"emea={standby}"}
+    built = topology.build(RUN_DIR, topology.default_ports(base),
+                           postgres.ensure_cluster(RUN_DIR, base))
+    print("databases ready")
+    env = built.env()
     os.environ.update(env)  # the demo loader and feed write each customer to its region
-    lines = [f"  home database   : {home}  (keys, customers, usage)"]
-    lines += [f"  {r:<16}: {u}" for r, u in regions.items()]
-    lines += [f"  emea standby    : {standby}  (emea reads while fresh)"]
-    serve(home, port, env, list(demo_loader.DEMO_CUSTOMERS), lines)
+    serve(built.home, port, env, list(demo_loader.DEMO_CUSTOMERS), built.describe())
 
 
 def serve(db_url: str, port: int, env: dict[str, str],
@@ -112,8 +95,8 @@ def airflow() -> None:
 def down() -> None:
     stop_all(RUN_DIR)
     if not os.environ.get("DATABASE_URL"):
-        for name in (STANDBY, *(f"pg-{r}" for r in CLUSTER_REGIONS), "pg"):
-            postgres.stop_cluster(RUN_DIR, name)  # those `make cluster` started, if any
+        topology.stop(RUN_DIR)  # what `make cluster` started, if any
+        postgres.stop_cluster(RUN_DIR)
     print("stopped")
 
 

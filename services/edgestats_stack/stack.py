@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgestats_core import sharding
 from edgestats_core.config import Settings
 from edgestats_core.migrations import migrate, run_partition_maintenance
 from edgestats_stack import gateway, postgres
@@ -51,7 +52,8 @@ def prepare_database(url: str, region_urls: tuple[tuple[str, str], ...] | None =
     if region_urls is None:
         region_urls = Settings.from_env(database_url=url).region_urls
     applied: list[str] = []
-    for each in Settings(url, region_urls=region_urls).all_urls():
+    # a sharded region's coordinator is not migrated: its shards are (sharding.py)
+    for each in sharding.expand(Settings(url, region_urls=region_urls).all_urls()):
         applied += migrate(each)
         run_partition_maintenance(each)
     return applied

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import psycopg
+
 from edgestats.metrics.v1 import (
     beacon_ingest_service_pb2_grpc,
     legacy_stats_service_pb2_grpc,
     metrics_service_pb2_grpc,
 )
+from edgestats_core import sharding
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, serve_forever
@@ -20,6 +23,8 @@ from metrics_service import (
     minute_rollups,
     v1_metrics,
 )
+
+log = logging.getLogger(__name__)
 
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
@@ -48,9 +53,16 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
 
 async def rollers(settings: Settings) -> None:
     """The process's background work: the minute roller and the live roller of every
-    database that holds beacons."""
+    database that holds beacons (a sharded region's shards)."""
+    while True:  # a coordinator names its shards once it answers
+        try:
+            urls = await asyncio.to_thread(sharding.expand, settings.data_urls())
+            break
+        except psycopg.Error as error:
+            log.warning("cannot list the databases to roll, retrying: %s", error)
+            await asyncio.sleep(5)
     await asyncio.gather(*(roller
-                           for url in settings.data_urls()
+                           for url in urls
                            for roller in (minute_rollups.roll_minutes_forever(settings, url),
                                           live_rollups.roll_live_forever(settings, url))))
 

@@ -31,7 +31,8 @@ class BeaconIngestServicer(rpc.BeaconIngestServiceServicer):
 
     async def _store(self, batch: Batch) -> pb.IngestBeaconsResponse:
         # a customer's beacons live only in its region's database
-        db = self.dbs.primary(current_principal().region)
+        principal = current_principal()
+        db = await self.dbs.primary(principal.region, principal.customer_id)
         inserted = await beacon_store.store(db, batch.rows)
         return pb.IngestBeaconsResponse(
             accepted=len(batch.rows),

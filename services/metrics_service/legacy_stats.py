@@ -51,15 +51,16 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
             await db.ping()
         return PONG
 
-    def db(self) -> Database:
-        """The database of the caller's region (the legacy API is per customer)."""
-        return self.dbs.reader(current_principal().region)
+    async def db(self) -> Database:
+        """The database of the caller's data (the legacy API is per customer)."""
+        principal = current_principal()
+        return await self.dbs.reader(principal.region, principal.customer_id)
 
     async def _summary(self, request, context, level: str):
         params = QueryParams(request, context)
         query = legacy_params.parse(params, current_principal(), self.settings.now(), paginate=True)
 
-        db = self.db()
+        db = await self.db()
 
         async def answer() -> httpbody_pb2.HttpBody:
             rows = await legacy_queries.summary_rows(db, query, level)
@@ -81,7 +82,7 @@ class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
     async def GetSummaryAggregate(self, request, context):
         params = QueryParams(request, context)
         query = legacy_params.parse(params, current_principal(), self.settings.now())
-        db = self.db()
+        db = await self.db()
 
         async def answer() -> httpbody_pb2.HttpBody:
             return json_body([await legacy_queries.summary_aggregate(db, query)])
@@ -95,7 +96,7 @@ def _stat_method(metric_name: str, last: bool):
     async def method(self: LegacyStatsServicer, request, context):
         params = QueryParams(request, context)
         query = legacy_params.parse_stats(params, current_principal(), self.settings.now(), metric)
-        db = self.db()
+        db = await self.db()
 
         async def answer() -> httpbody_pb2.HttpBody:
             return json_body(await legacy_queries.stat_points(db, query, metric, last))

@@ -83,7 +83,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         v1_spec.check_range(spec, now)
         # each database answers for the customers whose region it holds (a reseller's may
         # span regions); rows are per customer, so the answer is their union
-        groups = self.dbs.by_database(spec.customer_ids, principal.region_of)
+        groups = await self.dbs.by_database(spec.customer_ids, principal.region_of)
 
         async def answer() -> httpbody_pb2.HttpBody:
             parts = await asyncio.gather(*(

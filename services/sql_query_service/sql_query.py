@@ -30,14 +30,27 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
         self.dbs = dbs
         self.settings = settings
 
-    def database(self, translation: pipeline.Translation, region: str | None) -> Database:
-        """The one database a query reads: its datasources' region's (400 when they are in
-        different databases; no datasource: the caller's region's)."""
-        found = {id(self.dbs.reader(r)): self.dbs.reader(r) for r in translation.regions}
+    async def database(self, translation: pipeline.Translation, region: str | None) -> Database:
+        """The one database a query reads: its datasources' region's, in a sharded region
+        the shard of the customers it names (400 when they are stored apart; no datasource:
+        the caller's region's)."""
+        found: dict[int, Database] = {}
+        for each in translation.regions:
+            if self.dbs.sharded(each):
+                for customer in translation.named:
+                    db = await self.dbs.reader(each, customer)
+                    found[id(db)] = db
+            else:
+                db = await self.dbs.reader(each)
+                found[id(db)] = db
         if len(found) > 1:
-            raise SqlError("A query reads the datasources of one region: "
-                           + ", ".join(translation.regions) + " are stored apart")
-        return next(iter(found.values())) if found else self.dbs.reader(region)
+            if len(translation.regions) > 1:
+                raise SqlError("A query reads the datasources of one region: "
+                               + ", ".join(translation.regions) + " are stored apart")
+            raise SqlError("A query reads customers stored together: "
+                           + ", ".join(translation.named) + " are on different shards of "
+                           + translation.regions[0] + "; query them one at a time")
+        return next(iter(found.values())) if found else await self.dbs.reader(region)
 
     async def Query(self, request, context):
         with druid_errors.for_path(context):
@@ -47,7 +60,7 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
                 self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
             )
             translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
-            db = self.database(translation, principal.region)
+            db = await self.database(translation, principal.region)
             names, rows = await execution.run(db, translation, spec, principal)
             body = results.render(names, rows, spec.result_format, spec.header)
         add_response_header("x-druid-sql-query-id", spec.query_id)  # sent with success only

@@ -39,7 +39,7 @@ class Tenant:
 
 
 @pytest.fixture(scope="module")
-def world(api, tenants, frozen_now: datetime, db_url: str) -> tuple[Tenant, Tenant]:
+def world(api, tenants, frozen_now: datetime, data_urls: list[str]) -> tuple[Tenant, Tenant]:
     """Two advanced customers with overlapping channel names, both ingested through the API.
 
     Windows of 24 h and longer read the hours other tests rolled up: like the hourly DAG,
@@ -52,7 +52,8 @@ def world(api, tenants, frozen_now: datetime, db_url: str) -> tuple[Tenant, Tena
         assert response.status_code == 200, response.text
         assert response.json() == {"accepted": len(beacons), "duplicates": 0, "rejected": []}
         made.append(Tenant(customer_id, key, beacons))
-    rollups.re_roll_late_hours(db_url, before=datetime.now(UTC))
+    for url in data_urls:
+        rollups.re_roll_late_hours(url, before=datetime.now(UTC))
     return made[0], made[1]
 
 

@@ -49,7 +49,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(api, tenants, frozen_now: datetime, db_url: str) -> World:
+def world(api, tenants, frozen_now: datetime, data_urls: list[str]) -> World:
     made = World(frozen_now)
     customers = (("adv", "advanced", 31), ("lite", "lite", 32), ("other", "advanced", 33))
     for who, tier, seed in customers:
@@ -59,7 +59,8 @@ def world(api, tenants, frozen_now: datetime, db_url: str) -> World:
         assert response.status_code == 200, response.text
         made.tenants[who] = (customer_id, key, beacons)
     # rollup state is global: hours other tests rolled up now hold late beacons of ours
-    rollups.re_roll_late_hours(db_url, before=datetime.now(UTC))
+    for url in data_urls:
+        rollups.re_roll_late_hours(url, before=datetime.now(UTC))
     return made
 
 

@@ -49,7 +49,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(api, tenants, frozen_now: datetime, db_url) -> World:
+def world(api, tenants, frozen_now: datetime, data_urls: list[str]) -> World:
     """Two advanced customers and a lite one with v1 data, and resellers of them."""
     made = []
     for seed, tier in ((21, "advanced"), (22, "advanced"), (23, "lite")):
@@ -60,7 +60,8 @@ def world(api, tenants, frozen_now: datetime, db_url) -> World:
         made.append((customer_id, key, beacons))
     # other tests roll hours up; beacons sent afterwards into those hours are late data, which
     # the hourly DAG's late-data step folds in (CONTRACT §4): do what it would do
-    rollups.re_roll_late_hours(db_url, before=datetime.now(UTC))
+    for url in data_urls:
+        rollups.re_roll_late_hours(url, before=datetime.now(UTC))
     (a, a_key, a_b), (b, b_key, b_b), (c, c_key, c_b) = made
     _, reseller_key = tenants.reseller([a, b, c])
     _, lite_reseller_key = tenants.reseller([c], tier="lite")

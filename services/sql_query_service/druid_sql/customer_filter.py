@@ -54,9 +54,11 @@ def _customer_values(predicate: exp.Expression, scan: Scan, single: bool) -> lis
     return None
 
 
-def check(scans: list[Scan], principal: Principal) -> None:
-    """400 when a scan has no CustomerId filter; 403 when it names another customer."""
+def check(scans: list[Scan], principal: Principal) -> tuple[str, ...]:
+    """400 when a scan has no CustomerId filter; 403 when it names another customer.
+    Returns the customers the scans' filters name (which data the query can read)."""
     allowed = set(allowed_customers(principal))
+    named: set[str] = set()
     for scan in scans:
         select = scan.scope.expression
         predicates = _conjuncts(select.args.get("where") and select.args["where"].this)
@@ -75,3 +77,6 @@ def check(scans: list[Scan], principal: Principal) -> None:
             others = sorted(set(values) - allowed)
             if others:
                 raise forbidden(f"CustomerId {others[0]} is not one of your customers")
+        # a scan's rows match every filter of it: the customers of its narrowest one
+        named |= set(min(found, key=len))
+    return tuple(sorted(named))

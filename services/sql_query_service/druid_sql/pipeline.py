@@ -56,6 +56,8 @@ class Translation:
     fallback: str | None = None
     # the regions of the datasources scanned, each read from its region's database
     regions: tuple[str, ...] = ()
+    # the customers the query's filters name (in a sharded region: whose shard runs it)
+    named: tuple[str, ...] = ()
 
     def hours(self) -> tuple[datetime, datetime] | None:
         """The hours [from, to) whose rollup state `render` needs, or None."""
@@ -113,7 +115,7 @@ def _translate(
     functions.check(tree)
     found = scans.resolve(tree, principal)
     columns.check(tree, principal, found)
-    customer_filter.check(found, principal)
+    named = customer_filter.check(found, principal)
     select_star.expand(found, principal)
     outputs.name(tree)
     outputs.alias_derived_tables(tree)
@@ -158,4 +160,4 @@ def _translate(
         fallback = _translate(text, principal, options, params, False).sql
     return Translation(sql, customer_filter.allowed_customers(principal),
                        tuple(on_rollups.values()), fallback,
-                       tuple(dict.fromkeys(scan.source.region for scan in found)))
+                       tuple(dict.fromkeys(scan.source.region for scan in found)), named)

@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen
 export EDGESTATS_HOME := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help run cluster airflow stop test unit e2e lint protos bench clean
+.PHONY: help run cluster airflow stop test cluster-test unit e2e lint protos bench clean
 
 help:  ## list the entry points
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t12
@@ -47,8 +47,16 @@ airflow: setup  ## start Airflow 3 (UI/API :8090) with the rollup and maintenanc
 stop:  ## stop what `make run` or `make cluster` (and `make airflow`) started
 	@test -x $(BIN)/python && $(BIN)/python -m edgestats_stack down || true
 
-test: setup lint  ## lint, then the whole suite (unit, database, end-to-end through Envoy)
+# the end-to-end suites run a second time on `make cluster`'s topology (docs/scaling.md)
+CLUSTER_SUITES := $(addprefix tests/e2e/test_,legacy_api.py v1_metrics.py v1_errors.py \
+	sql_query.py sql_hostile.py errors.py ingest.py usage_ingest.py usage_stats.py)
+
+test: setup lint  ## lint, the whole suite, then the e2e suites on the multi-database topology
 	$(BIN)/python -m pytest -q
+	EDGESTATS_TEST_TOPOLOGY=cluster $(BIN)/python -m pytest -q $(CLUSTER_SUITES)
+
+cluster-test: setup  ## only the e2e suites on the multi-database topology
+	EDGESTATS_TEST_TOPOLOGY=cluster $(BIN)/python -m pytest -q $(CLUSTER_SUITES)
 
 unit: setup  ## fast tests: no database, no network
 	$(BIN)/python -m pytest -q -m "not e2e and not db"

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from edgestats_core import sharding
 from edgestats_stack import postgres
 from edgestats_stack.stack import prepare_database
@@ -55,10 +57,13 @@ def default_ports(base_port: int) -> dict[str, int]:
 
 
 def build(run_dir: Path, ports: dict[str, int], home_admin: str,
-          home_db: str = "edgestats_home") -> Topology:
+          home_db: str = "edgestats_home", read_your_writes: bool = False) -> Topology:
     """Start (or reuse) every cluster under run_dir on `ports` (cluster name -> port),
     migrate, shard americas, start the emea standby; the home database is `home_db` on the
-    cluster of `home_admin`."""
+    cluster of `home_admin`. `read_your_writes`: emea commits wait until the standby has
+    applied them (synchronous_commit = remote_apply), so a read right after an accepted
+    write sees it on the standby too (the test suites' assumption; a standby down then
+    stalls emea's writes, so `make cluster` keeps replication asynchronous)."""
     home = postgres.create_database(home_admin, home_db)
     regions = {}
     for (name, _), region in zip(REGION_CLUSTERS, ("emea", "americas", "apac"), strict=True):
@@ -75,6 +80,11 @@ def build(run_dir: Path, ports: dict[str, int], home_admin: str,
     standby = postgres.with_database(
         postgres.ensure_standby(run_dir, name, ports[name], ports[REGION_CLUSTERS[0][0]]),
         "edgestats")
+    if read_your_writes:
+        with psycopg.connect(regions["emea"], autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+            conn.execute("SELECT pg_reload_conf()")
     return Topology(home, regions, {"emea": standby}, {"americas": shards})
 
 

@@ -32,23 +32,23 @@ NOT_AUTHENTICATED = {"type": "not-authenticated", "title": "Not authenticated"}
 # --- helpers ---------------------------------------------------------------------------
 
 
-def count(db_url: str, customer_id: str) -> int:
-    with psycopg.connect(db_url) as conn:
+def count(beacons_url: str, customer_id: str) -> int:
+    with psycopg.connect(beacons_url) as conn:
         return conn.execute(
             "SELECT count(*) FROM beacons WHERE customer_id = %s", (customer_id,)
         ).fetchone()[0]
 
 
-def sessions(db_url: str, customer_id: str) -> set[str]:
-    with psycopg.connect(db_url) as conn:
+def sessions(beacons_url: str, customer_id: str) -> set[str]:
+    with psycopg.connect(beacons_url) as conn:
         rows = conn.execute(
             "SELECT session_id FROM beacons WHERE customer_id = %s", (customer_id,)
         ).fetchall()
     return {r[0] for r in rows}
 
 
-def stored_times(db_url: str, customer_id: str) -> dict[str, datetime]:
-    with psycopg.connect(db_url) as conn:
+def stored_times(beacons_url: str, customer_id: str) -> dict[str, datetime]:
+    with psycopg.connect(beacons_url) as conn:
         rows = conn.execute(
             'SELECT session_id, "time" FROM beacons WHERE customer_id = %s', (customer_id,)
         ).fetchall()
@@ -82,18 +82,18 @@ def fresh(tenants):
 
 @pytest.mark.parametrize("encode", [as_array, as_ndjson], ids=["array", "ndjson"])
 @pytest.mark.parametrize("path", PATHS)
-def test_a_batch_is_stored(api, fresh, frozen_now, db_url, path, encode):
+def test_a_batch_is_stored(api, fresh, frozen_now, beacons_url, path, encode):
     customer_id, key = fresh
     beacons = scenario(customer_id, frozen_now, seed=31)
     body = answer(post(api, path, encode([wire(b) for b in beacons]), key))
     assert body == {"accepted": len(beacons), "duplicates": 0, "rejected": []}
-    assert count(db_url, customer_id) == len(beacons)
+    assert count(beacons_url, customer_id) == len(beacons)
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
 @pytest.mark.parametrize("content_type", [JSON, "application/x-ndjson", "text/plain",
                                           "application/octet-stream"])
-def test_any_content_type_is_read_as_json_or_ndjson(api, fresh, frozen_now, db_url,
+def test_any_content_type_is_read_as_json_or_ndjson(api, fresh, frozen_now, beacons_url,
                                                     content_type):
     customer_id, key = fresh
     items = [minimal(customer_id, f"s{i}", frozen_now - timedelta(seconds=10 * i))
@@ -101,21 +101,22 @@ def test_any_content_type_is_read_as_json_or_ndjson(api, fresh, frozen_now, db_u
     encode = as_ndjson if "ndjson" in content_type else as_array
     body = answer(post(api, PATHS[0], encode([wire(b) for b in items]), key, content_type))
     assert body == {"accepted": 3, "duplicates": 0, "rejected": []}
-    assert count(db_url, customer_id) == 3
+    assert count(beacons_url, customer_id) == 3
 
 
-def test_ndjson_tolerates_blank_lines_and_crlf(api, fresh, frozen_now, db_url):
+def test_ndjson_tolerates_blank_lines_and_crlf(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     items = [wire(minimal(customer_id, f"s{i}", frozen_now - timedelta(seconds=5 * i)))
              for i in range(3)]
     text = "\r\n".join(json.dumps(i) for i in items[:2]) + "\n\n  \n" + json.dumps(items[2])
     assert answer(post(api, PATHS[1], text, key)) == {"accepted": 3, "duplicates": 0,
                                                       "rejected": []}
-    assert count(db_url, customer_id) == 3
+    assert count(beacons_url, customer_id) == 3
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_resent_batch_is_accepted_again_and_stored_once(api, fresh, frozen_now, db_url, path):
+def test_a_resent_batch_is_accepted_again_and_stored_once(api, fresh, frozen_now, beacons_url,
+                                                          path):
     customer_id, key = fresh
     beacons = scenario(customer_id, frozen_now, seed=32)
     items = [wire(b) for b in beacons]
@@ -129,12 +130,12 @@ def test_a_resent_batch_is_accepted_again_and_stored_once(api, fresh, frozen_now
            for i, b in zip(items, beacons, strict=True)]
     assert answer(post(api, path, as_ndjson(iso), key)) == {
         "accepted": n, "duplicates": n, "rejected": []}
-    assert count(db_url, customer_id) == n
+    assert count(beacons_url, customer_id) == n
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
 def test_a_partly_resent_batch_counts_only_the_old_items_as_duplicates(api, fresh, frozen_now,
-                                                                       db_url):
+                                                                       beacons_url):
     customer_id, key = fresh
     beacons = scenario(customer_id, frozen_now, seed=33)
     first, second = beacons[: len(beacons) // 2], beacons[len(beacons) // 3:]
@@ -142,32 +143,32 @@ def test_a_partly_resent_batch_counts_only_the_old_items_as_duplicates(api, fres
     overlap = len(first) - len(beacons) // 3
     assert answer(post(api, PATHS[0], as_array([wire(b) for b in second]), key)) == {
         "accepted": len(second), "duplicates": overlap, "rejected": []}
-    assert count(db_url, customer_id) == len(beacons)
+    assert count(beacons_url, customer_id) == len(beacons)
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
-def test_duplicates_inside_one_batch(api, fresh, frozen_now, db_url):
+def test_duplicates_inside_one_batch(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     beacons = scenario(customer_id, frozen_now, seed=34)
     items = [wire(b) for b in beacons]
     batch = items + items[:3] + [items[-1]]
     assert answer(post(api, PATHS[0], as_array(batch), key)) == {
         "accepted": len(batch), "duplicates": 4, "rejected": []}
-    assert count(db_url, customer_id) == len(beacons)
+    assert count(beacons_url, customer_id) == len(beacons)
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
-def test_times_equal_after_truncation_are_the_same_beacon(api, fresh, frozen_now, db_url):
+def test_times_equal_after_truncation_are_the_same_beacon(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     second = (frozen_now - timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%S")
     batch = [wire(minimal(customer_id, "s", frozen_now)) | {"__time": t}
              for t in (f"{second}.200Z", f"{second}.999Z", f"{second}Z", f"{second}+00:00")]
     assert answer(post(api, PATHS[0], as_array(batch), key)) == {
         "accepted": 4, "duplicates": 3, "rejected": []}
-    assert count(db_url, customer_id) == 1
+    assert count(beacons_url, customer_id) == 1
 
 
-def test_unknown_fields_are_ignored(api, fresh, frozen_now, db_url):
+def test_unknown_fields_are_ignored(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     beacons = [minimal(customer_id, f"s{i}", frozen_now - timedelta(seconds=5 * i))
                for i in range(4)]
@@ -178,17 +179,17 @@ def test_unknown_fields_are_ignored(api, fresh, frozen_now, db_url):
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
-def test_an_empty_array_is_accepted(api, fresh, db_url):
+def test_an_empty_array_is_accepted(api, fresh, beacons_url):
     customer_id, key = fresh
     assert answer(post(api, PATHS[0], "[]", key)) == {
         "accepted": 0, "duplicates": 0, "rejected": []}
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
 # --- __time formats --------------------------------------------------------------------
 
 
-def test_time_formats(api, fresh, frozen_now, db_url):
+def test_time_formats(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     base = frozen_now - timedelta(minutes=3)
     naive = base.replace(tzinfo=None)
@@ -209,7 +210,7 @@ def test_time_formats(api, fresh, frozen_now, db_url):
              for name, (value, _) in cases.items()]
     assert answer(post(api, PATHS[0], as_array(items), key)) == {
         "accepted": len(cases), "duplicates": 0, "rejected": []}
-    assert stored_times(db_url, customer_id) == {
+    assert stored_times(beacons_url, customer_id) == {
         name: expected for name, (_, expected) in cases.items()}
 
 
@@ -276,7 +277,7 @@ def _context(frozen_now: datetime, other: str) -> dict:
 
 
 @pytest.mark.parametrize("case", list(INVALID))
-def test_an_invalid_item_is_rejected_alone(api, fresh, frozen_now, db_url, other_customer,
+def test_an_invalid_item_is_rejected_alone(api, fresh, frozen_now, beacons_url, other_customer,
                                            case):
     customer_id, key = fresh
     make, field_name = INVALID[case]
@@ -290,13 +291,13 @@ def test_an_invalid_item_is_rejected_alone(api, fresh, frozen_now, db_url, other
     assert [r["index"] for r in body["rejected"]] == [1], body
     reason = body["rejected"][0]["reason"]
     assert isinstance(reason, str) and reason and field_name in reason, reason
-    assert sessions(db_url, customer_id) == {"good-0", "good-1"}
-    assert count(db_url, other_customer) == 0
+    assert sessions(beacons_url, customer_id) == {"good-0", "good-1"}
+    assert count(beacons_url, other_customer) == 0
     assert_stored(api, key, customer_id, good, frozen_now)
 
 
 @pytest.mark.parametrize("encode", [as_array, as_ndjson], ids=["array", "ndjson"])
-def test_a_mixed_batch_reports_every_rejected_index(api, fresh, frozen_now, db_url,
+def test_a_mixed_batch_reports_every_rejected_index(api, fresh, frozen_now, beacons_url,
                                                     other_customer, encode):
     customer_id, key = fresh
     beacons = scenario(customer_id, frozen_now, seed=35)
@@ -313,13 +314,13 @@ def test_a_mixed_batch_reports_every_rejected_index(api, fresh, frozen_now, db_u
     body = answer(post(api, PATHS[1], encode(batch), key))
     assert body["accepted"] == len(beacons) and body["duplicates"] == 0
     assert [r["index"] for r in body["rejected"]] == expected
-    assert count(db_url, customer_id) == len(beacons)
-    assert not any(s.startswith("bad-") for s in sessions(db_url, customer_id))
-    assert count(db_url, other_customer) == 0
+    assert count(beacons_url, customer_id) == len(beacons)
+    assert not any(s.startswith("bad-") for s in sessions(beacons_url, customer_id))
+    assert count(beacons_url, other_customer) == 0
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
-def test_time_limits_are_relative_to_now(api, fresh, frozen_now, db_url):
+def test_time_limits_are_relative_to_now(api, fresh, frozen_now, beacons_url):
     """Just inside the 30-day retention and the 5-minute clock skew is accepted."""
     customer_id, key = fresh
     items = [
@@ -328,7 +329,7 @@ def test_time_limits_are_relative_to_now(api, fresh, frozen_now, db_url):
     ]
     assert answer(post(api, PATHS[0], as_array(items), key)) == {
         "accepted": 2, "duplicates": 0, "rejected": []}
-    assert sessions(db_url, customer_id) == {"old", "ahead"}
+    assert sessions(beacons_url, customer_id) == {"old", "ahead"}
 
 
 # Valid JSON by RFC 8259 (any number, any \\uXXXX escape) that a beacon column cannot hold.
@@ -351,24 +352,24 @@ def _with_unrepresentable(customer_id: str, now: datetime, case: str) -> str:
 
 @pytest.mark.parametrize("case", list(UNREPRESENTABLE))
 def test_an_unrepresentable_value_is_never_a_5xx_nor_half_written(api, fresh, frozen_now,
-                                                                  db_url, case):
+                                                                  beacons_url, case):
     customer_id, key = fresh
     response = post(api, PATHS[0], _with_unrepresentable(customer_id, frozen_now, case), key)
     if response.status_code == 400:
         assert_detail_400(response)
-        assert count(db_url, customer_id) == 0
+        assert count(beacons_url, customer_id) == 0
     else:
         body = answer(response)
         assert body["accepted"] == 1 and [r["index"] for r in body["rejected"]] == [1]
-        assert sessions(db_url, customer_id) == {"good"}
+        assert sessions(beacons_url, customer_id) == {"good"}
 
 
 @pytest.mark.parametrize("case", list(UNREPRESENTABLE))
-def test_an_unrepresentable_value_is_rejected_alone(api, fresh, frozen_now, db_url, case):
+def test_an_unrepresentable_value_is_rejected_alone(api, fresh, frozen_now, beacons_url, case):
     customer_id, key = fresh
     body = answer(post(api, PATHS[0], _with_unrepresentable(customer_id, frozen_now, case), key))
     assert body["accepted"] == 1 and [r["index"] for r in body["rejected"]] == [1]
-    assert sessions(db_url, customer_id) == {"good"}
+    assert sessions(beacons_url, customer_id) == {"good"}
 
 
 # --- bodies that do not parse, limits --------------------------------------------------
@@ -391,7 +392,7 @@ def assert_detail_400(response: httpx.Response) -> None:
     "not json", "[1, 2,", '{"__time": ', "[{]", "{'single': 'quotes'}", "<xml/>",
     "ndjson-broken-second-line", "ndjson-broken-last-line",
 ])
-def test_a_body_that_is_not_json_is_400_and_nothing_is_stored(api, fresh, frozen_now, db_url,
+def test_a_body_that_is_not_json_is_400_and_nothing_is_stored(api, fresh, frozen_now, beacons_url,
                                                               path, garbage):
     customer_id, key = fresh
     lines = [json.dumps(wire(minimal(customer_id, f"s{i}", frozen_now))) for i in range(3)]
@@ -400,7 +401,7 @@ def test_a_body_that_is_not_json_is_400_and_nothing_is_stored(api, fresh, frozen
     elif garbage == "ndjson-broken-last-line":
         garbage = "\n".join([*lines, "{"])
     assert_detail_400(post(api, path, garbage, key))
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
 @pytest.mark.parametrize("body", ["", " ", "\n\n", "\r\n\t "])
@@ -410,14 +411,14 @@ def test_an_empty_body_is_400(api, fresh, path, body):
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe[]", b'[{"SessionId": "\xe9"}]'])
-def test_a_body_that_is_not_utf8_is_400(api, fresh, db_url, raw):
+def test_a_body_that_is_not_utf8_is_400(api, fresh, beacons_url, raw):
     assert_detail_400(post(api, PATHS[0], raw, fresh[1]))
-    assert count(db_url, fresh[0]) == 0
+    assert count(beacons_url, fresh[0]) == 0
 
 
-def test_deeply_nested_json_is_400_and_nothing_is_stored(api, fresh, db_url):
+def test_deeply_nested_json_is_400_and_nothing_is_stored(api, fresh, beacons_url):
     assert_detail_400(post(api, PATHS[0], "[" * 100_000 + "]" * 100_000, fresh[1]))
-    assert count(db_url, fresh[0]) == 0
+    assert count(beacons_url, fresh[0]) == 0
 
 
 def _payload_too_large(response: httpx.Response) -> None:
@@ -435,22 +436,22 @@ def _many(customer_id: str, n: int, now: datetime) -> list[dict]:
 
 
 @pytest.mark.parametrize("encode", [as_array, as_ndjson], ids=["array", "ndjson"])
-def test_more_than_10000_items_is_413_and_nothing_is_stored(api, fresh, frozen_now, db_url,
+def test_more_than_10000_items_is_413_and_nothing_is_stored(api, fresh, frozen_now, beacons_url,
                                                             encode):
     customer_id, key = fresh
     _payload_too_large(post(api, PATHS[0], encode(_many(customer_id, 10_001, frozen_now)), key))
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
-def test_10000_items_are_accepted(api, fresh, frozen_now, db_url):
+def test_10000_items_are_accepted(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     assert answer(post(api, PATHS[1], as_array(_many(customer_id, 10_000, frozen_now)), key)) == {
         "accepted": 10_000, "duplicates": 0, "rejected": []}
-    assert count(db_url, customer_id) == 10_000
+    assert count(beacons_url, customer_id) == 10_000
 
 
 @pytest.mark.parametrize("megabytes", [10.5, 17])
-def test_a_body_over_10_mb_is_413_and_nothing_is_stored(api, fresh, frozen_now, db_url,
+def test_a_body_over_10_mb_is_413_and_nothing_is_stored(api, fresh, frozen_now, beacons_url,
                                                         megabytes):
     """Few valid items, padded with an unknown field: the byte limit alone applies."""
     customer_id, key = fresh
@@ -459,16 +460,16 @@ def test_a_body_over_10_mb_is_413_and_nothing_is_stored(api, fresh, frozen_now, 
     body = as_array([i | {"Padding": pad} for i in items])
     assert len(body) > 10 * 1024 * 1024
     _payload_too_large(post(api, PATHS[0], body, key))
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
-def test_a_body_just_under_10_mb_is_accepted(api, fresh, frozen_now, db_url):
+def test_a_body_just_under_10_mb_is_accepted(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     items = _many(customer_id, 100, frozen_now)
     pad = "x" * (9 * 1024 * 1024 // len(items))
     assert answer(post(api, PATHS[0], as_array([i | {"Padding": pad} for i in items]), key)) == {
         "accepted": 100, "duplicates": 0, "rejected": []}
-    assert count(db_url, customer_id) == 100
+    assert count(beacons_url, customer_id) == 100
 
 
 # --- who may ingest --------------------------------------------------------------------
@@ -477,7 +478,7 @@ def test_a_body_just_under_10_mb_is_accepted(api, fresh, frozen_now, db_url):
 @pytest.mark.parametrize("authorization", [None, "Bearer es_not-a-real-key", "Bearer",
                                            "es_not-a-real-key"])
 @pytest.mark.parametrize("path", PATHS)
-def test_without_a_valid_key_ingestion_is_401(api, fresh, frozen_now, db_url, path,
+def test_without_a_valid_key_ingestion_is_401(api, fresh, frozen_now, beacons_url, path,
                                               authorization):
     customer_id, _ = fresh
     headers = {"Authorization": authorization} if authorization else {}
@@ -486,11 +487,11 @@ def test_without_a_valid_key_ingestion_is_401(api, fresh, frozen_now, db_url, pa
         assert response.status_code == 401, response.text
         assert response.headers["content-type"] == JSON
         assert response.json() == NOT_AUTHENTICATED
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_reseller_key_is_forbidden(api, tenants, fresh, frozen_now, db_url, path):
+def test_a_reseller_key_is_forbidden(api, tenants, fresh, frozen_now, beacons_url, path):
     customer_id, _ = fresh
     _, reseller_key = tenants.reseller([customer_id])
     response = post(api, path, as_array([wire(minimal(customer_id, "s", frozen_now))]),
@@ -499,20 +500,20 @@ def test_a_reseller_key_is_forbidden(api, tenants, fresh, frozen_now, db_url, pa
     assert response.headers["content-type"] == JSON
     body = response.json()
     assert list(body) == ["type", "title"] and body["type"] == "forbidden", body
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_lite_key_ingests_its_own_beacons(api, tenants, frozen_now, db_url, path):
+def test_a_lite_key_ingests_its_own_beacons(api, tenants, frozen_now, beacons_url, path):
     customer_id, key = tenants.customer("lite")
     beacons = scenario(customer_id, frozen_now, seed=36)
     assert answer(post(api, path, as_ndjson([wire(b) for b in beacons]), key)) == {
         "accepted": len(beacons), "duplicates": 0, "rejected": []}
-    assert count(db_url, customer_id) == len(beacons)
+    assert count(beacons_url, customer_id) == len(beacons)
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
-def test_the_bare_authorization_form_is_accepted(api, fresh, frozen_now, db_url):
+def test_the_bare_authorization_form_is_accepted(api, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     response = api.http.post(PATHS[0], content=as_array(
         [wire(minimal(customer_id, "s", frozen_now))]), headers={"Authorization": key})
@@ -558,7 +559,7 @@ def test_to_proto_keeps_every_column():
 
 
 def test_a_grpc_batch_is_stored_with_the_same_semantics(api, ingest_stub, fresh, frozen_now,
-                                                        db_url, other_customer):
+                                                        beacons_url, other_customer):
     customer_id, key = fresh
     beacons = scenario(customer_id, frozen_now, seed=37)
     now = frozen_now
@@ -583,8 +584,8 @@ def test_a_grpc_batch_is_stored_with_the_same_semantics(api, ingest_stub, fresh,
     assert reply.accepted == len(beacons) and reply.duplicates == 0
     assert [r.index for r in reply.rejected] == positions
     assert all(r.reason for r in reply.rejected)
-    assert count(db_url, customer_id) == len(beacons)
-    assert count(db_url, other_customer) == 0
+    assert count(beacons_url, customer_id) == len(beacons)
+    assert count(beacons_url, other_customer) == 0
     assert_stored(api, key, customer_id, beacons, frozen_now)
     again = ingest_stub.IngestBeacons(request, metadata=bearer(key), timeout=60)
     assert (again.accepted, again.duplicates) == (len(beacons), len(beacons))
@@ -592,18 +593,18 @@ def test_a_grpc_batch_is_stored_with_the_same_semantics(api, ingest_stub, fresh,
     # and the same beacons over JSON are duplicates too
     assert answer(post(api, PATHS[0], as_array([wire(b) for b in beacons]), key)) == {
         "accepted": len(beacons), "duplicates": len(beacons), "rejected": []}
-    assert count(db_url, customer_id) == len(beacons)
+    assert count(beacons_url, customer_id) == len(beacons)
     assert_stored(api, key, customer_id, beacons, frozen_now)
 
 
-def test_grpc_duplicates_inside_one_batch(ingest_stub, fresh, frozen_now, db_url):
+def test_grpc_duplicates_inside_one_batch(ingest_stub, fresh, frozen_now, beacons_url):
     customer_id, key = fresh
     one = to_proto(minimal(customer_id, "s", frozen_now))
     two = to_proto(minimal(customer_id, "t", frozen_now))
     reply = ingest_stub.IngestBeacons(ingest_pb.IngestBeaconsRequest(beacons=[one, two, one]),
                                       metadata=bearer(key), timeout=30)
     assert (reply.accepted, reply.duplicates, list(reply.rejected)) == (3, 1, [])
-    assert count(db_url, customer_id) == 2
+    assert count(beacons_url, customer_id) == 2
 
 
 def test_an_empty_grpc_batch(ingest_stub, fresh):
@@ -616,7 +617,7 @@ def test_an_empty_grpc_batch(ingest_stub, fresh):
     [], [("authorization", "Bearer es_not-a-real-key")], [("authorization", "Bearer")],
 ])
 def test_a_grpc_batch_without_a_valid_key_is_unauthenticated(ingest_stub, fresh, frozen_now,
-                                                             db_url, metadata):
+                                                             beacons_url, metadata):
     customer_id, _ = fresh
     request = ingest_pb.IngestBeaconsRequest(
         beacons=[to_proto(minimal(customer_id, "s", frozen_now))])
@@ -624,11 +625,11 @@ def test_a_grpc_batch_without_a_valid_key_is_unauthenticated(ingest_stub, fresh,
         ingest_stub.IngestBeacons(request, metadata=metadata, timeout=30)
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert json.loads(error.value.details()) == NOT_AUTHENTICATED
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
 def test_a_grpc_batch_with_a_reseller_key_is_permission_denied(ingest_stub, tenants, fresh,
-                                                               frozen_now, db_url):
+                                                               frozen_now, beacons_url):
     customer_id, _ = fresh
     _, reseller_key = tenants.reseller([customer_id])
     request = ingest_pb.IngestBeaconsRequest(
@@ -638,11 +639,11 @@ def test_a_grpc_batch_with_a_reseller_key_is_permission_denied(ingest_stub, tena
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
     details = json.loads(error.value.details())
     assert list(details) == ["type", "title"] and details["type"] == "forbidden"
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
 def test_a_grpc_batch_over_10000_items_is_refused_and_nothing_is_stored(ingest_stub, fresh,
-                                                                        frozen_now, db_url):
+                                                                        frozen_now, beacons_url):
     customer_id, key = fresh
     beacons = [to_proto(minimal(customer_id, f"s{i // 600}",
                                 frozen_now - timedelta(seconds=5 * (i % 600))))
@@ -653,10 +654,10 @@ def test_a_grpc_batch_over_10000_items_is_refused_and_nothing_is_stored(ingest_s
     assert error.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                   grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert json.loads(error.value.details())["detail"].startswith("Payload Too Large")
-    assert count(db_url, customer_id) == 0
+    assert count(beacons_url, customer_id) == 0
 
 
-def test_the_typed_batch_over_http(api, fresh, frozen_now, db_url):
+def test_the_typed_batch_over_http(api, fresh, frozen_now, beacons_url):
     """IngestBeacons is also bound to POST /analytics/v1/ingest/beacons:batch (proto JSON)."""
     customer_id, key = fresh
     when = (frozen_now - timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -672,4 +673,4 @@ def test_the_typed_batch_over_http(api, fresh, frozen_now, db_url):
     assert (body["accepted"], body["duplicates"]) == (1, 0), body
     assert [r["index"] for r in body["rejected"]] == [1] and "__time" in body["rejected"][0][
         "reason"], body
-    assert sessions(db_url, customer_id) == {"s"}
+    assert sessions(beacons_url, customer_id) == {"s"}

@@ -52,11 +52,13 @@ def cmd_rollup(args: argparse.Namespace) -> None:
     if end <= start:
         raise ValueError("--to must be later than --from")
     settings = _settings()
-    databases = data_databases(settings.database_url, settings.region_urls)
-    for regions, url in sharding.labelled(databases).items():
+    databases = sharding.labelled(data_databases(settings.database_url, settings.region_urls))
+    for regions, url in databases.items():
+        # which database, when there are several
+        label = f"{regions}  " if len(databases) > 1 else ""
         for hour in rollups.roll_up_interval(url, start, end, from_raw=args.from_raw):
             read = hour.from_minutes.isoformat() if hour.from_minutes else "no raw beacon"
-            print(f"{regions}  {hour.hour.isoformat()}  {hour.raw_beacons} beacons"
+            print(f"{label}{hour.hour.isoformat()}  {hour.raw_beacons} beacons"
                   f"  (read raw from {read})")
 
 

@@ -12,6 +12,7 @@ import base64
 import configparser
 import json
 import os
+import secrets
 import shlex
 import shutil
 import socket
@@ -46,7 +47,7 @@ def executor_choice() -> str:
 
 def airflow_settings(
     metadata_url: str, data_url: str, port: int, executor: str = "local",
-    broker_port: int = REDIS_PORT, host: str = "127.0.0.1",
+    broker_port: int = REDIS_PORT, host: str = "127.0.0.1", broker_password: str = "",
 ) -> dict[str, dict[str, str]]:
     """airflow.cfg sections for every Airflow process and command: metadata DB, our DAGs and
     their data DB, executor, small footprint. `host` is the address workers reach the broker
@@ -68,7 +69,7 @@ def airflow_settings(
     }
     if executor == "celery":
         settings["celery"] = {
-            "broker_url": f"redis://{host}:{broker_port}/0",
+            "broker_url": f"redis://:{broker_password}@{host}:{broker_port}/0",
             # task states go back through the metadata database (Celery's SQLAlchemy backend)
             "result_backend": f"db+{metadata_url}",
             "worker_concurrency": "2",
@@ -88,7 +89,12 @@ def configure(
     # raw values: Airflow's own file holds %-escapes that must be written back unchanged
     config = configparser.ConfigParser(interpolation=None)
     config.read(path)
-    settings = airflow_settings(metadata_url, data_url, port, executor, broker_port, host)
+    # redis refuses other hosts without a password (protected mode); kept like the secrets
+    password = broker_password(config) or secrets.token_urlsafe(24)
+    settings = airflow_settings(metadata_url, data_url, port, executor, broker_port, host,
+                                password)
+    if executor == "celery":
+        settings[dag_settings.SECTION]["redis_password"] = password
     for section in [*settings, "api_auth"]:
         if not config.has_section(section):
             config.add_section(section)
@@ -104,6 +110,14 @@ def configure(
     with path.open("w") as file:
         config.write(file)
     return {**os.environ, "AIRFLOW_HOME": str(home)}
+
+
+def broker_password(config: Path | configparser.ConfigParser) -> str:
+    """The redis password `configure` keeps in airflow.cfg (`[edgestats] redis_password`)."""
+    if isinstance(config, Path):
+        path, config = config, configparser.ConfigParser(interpolation=None)
+        config.read(path)
+    return config.get(dag_settings.SECTION, "redis_password", fallback="").replace("%%", "%")
 
 
 def backfill_command(home: Path, now: datetime) -> str:
@@ -136,32 +150,41 @@ def wait_api(port: int = PORT, timeout: float = 120.0) -> None:
 
 
 def start_redis(
-    run_dir: Path, port: int = REDIS_PORT, host: str = "127.0.0.1", detach: bool = False,
+    run_dir: Path, password: str, port: int = REDIS_PORT, host: str = "127.0.0.1",
+    detach: bool = False,
 ) -> Process:
-    """The Celery broker: redis-server on `port` (loopback, and `host`), its files in
-    run_dir/redis, nothing persisted (queued tasks are re-sent by the scheduler)."""
+    """The Celery broker: redis-server on `port` (loopback, and `host`) with `password` (from
+    a mode-600 file, not the command line), its files in run_dir/redis, nothing persisted
+    (the scheduler re-queues tasks it loses)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
         raise RuntimeError("redis-server is missing: run scripts/install_system.sh")
     data = run_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
+    conf = data / "redis.conf"
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)
+    conf.write_text(f"requirepass {password}\n")
     binds = ["127.0.0.1"] + ([host] if host != "127.0.0.1" else [])
-    cmd = [binary, "--port", str(port), "--bind", *binds, "--dir", str(data), "--save", "",
-           "--appendonly", "no"]
+    cmd = [binary, str(conf), "--port", str(port), "--bind", *binds, "--dir", str(data),
+           "--save", "", "--appendonly", "no"]
     process = spawn("redis", cmd, run_dir, {}, detach=detach)
-    wait_redis(port, process)
+    wait_redis(port, password, process)
     return process
 
 
-def wait_redis(port: int, process: Process, timeout: float = 15.0) -> None:
+def wait_redis(port: int, password: str, process: Process, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
             raise RuntimeError("redis-server exited; see its log under logs/redis.log")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
+                sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+                replies = b""
+                while replies.count(b"\r\n") < 2 and (chunk := sock.recv(64)):
+                    replies += chunk
+                if replies.startswith(b"+OK\r\n+PONG"):
                     return
         except OSError:
             pass
@@ -186,7 +209,8 @@ def up(run_dir: Path, admin_url: str, data_url: str) -> None:
         raise RuntimeError(migrated.stderr[-2000:])
     commands = [["api-server"], ["scheduler"], ["dag-processor"]]
     if executor == "celery":
-        start_redis(run_dir, REDIS_PORT, HOST, detach=True)
+        start_redis(run_dir, broker_password(home / "airflow.cfg"), REDIS_PORT, HOST,
+                    detach=True)
         commands.append(["celery", "worker"])
     for command in commands:
         spawn(f"airflow-{'-'.join(command)}", [AIRFLOW, *command], run_dir, env, detach=True)

@@ -26,6 +26,7 @@ import pytest
 from edgestats_stack import postgres
 from edgestats_stack.airflow import (
     AIRFLOW,
+    broker_password,
     configure,
     run,
     sqlalchemy_url,
@@ -73,7 +74,7 @@ def celery_airflow(
         for args in (("db", "migrate"), ("dags", "reserialize")):
             done = run(env, *args)
             assert done.returncode == 0, done.stderr[-2000:]
-        processes.append(start_redis(home, redis_port))
+        processes.append(start_redis(home, broker_password(home / "airflow.cfg"), redis_port))
         worker = ["celery", "worker", "--celery-hostname", f"{WORKER_NAME}@%h"]
         for command in (["api-server"], ["scheduler"], worker):
             processes.append(spawn(f"airflow-{'-'.join(command[:2])}", [AIRFLOW, *command],

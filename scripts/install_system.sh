@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages edgestats needs when they are missing:
-# PostgreSQL 15 with the hll, tdigest and pg_partman extensions (Debian), and
-# the buf CLI from npm into .run/npm. Needs root (or sudo) only to install.
+# PostgreSQL 15 with the hll, tdigest and pg_partman extensions and redis-server
+# (the CeleryExecutor's broker) from Debian, and the buf CLI from npm into
+# .run/npm. Needs root (or sudo) only to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ need=()
 [ -f $pg_ext_dir/hll.control ] || need+=(postgresql-15-hll)
 [ -f $pg_ext_dir/tdigest.control ] || need+=(postgresql-15-tdigest)
 [ -f $pg_ext_dir/pg_partman.control ] || need+=(postgresql-15-partman)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v npm >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -178,8 +178,10 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
 
 
 def stop_all(run_dir: Path) -> None:
-    """Stop every process with a pid file (Envoy first, so nothing new reaches the services)."""
-    pid_files = sorted((run_dir / "pids").glob("*.pid"), key=lambda p: p.stem != "envoy")
+    """Stop every process with a pid file (Envoy first, so nothing new reaches the services;
+    redis, Airflow's Celery broker, last, so its worker does not retry it while stopping)."""
+    pid_files = sorted((run_dir / "pids").glob("*.pid"),
+                       key=lambda p: (p.stem != "envoy", p.stem == "redis"))
     for pid_file in pid_files:
         stop_pid(int(pid_file.read_text()))
         pid_file.unlink(missing_ok=True)

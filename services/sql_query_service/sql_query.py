@@ -36,7 +36,7 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
         the caller's region's)."""
         found: dict[int, Database] = {}
         for each in translation.regions:
-            if self.dbs.sharded(each):
+            if await self.dbs.sharded(each):
                 for customer in translation.named:
                     db = await self.dbs.reader(each, customer)
                     found[id(db)] = db

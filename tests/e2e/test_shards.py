@@ -171,6 +171,24 @@ def test_sql_runs_on_the_shard_of_the_customers_it_names(region: Region):
     assert "different shards" in refused.json()["detail"][0]["msg"]
 
 
+def test_no_cross_tenant_read_on_a_shard(region: Region):
+    """A customer's key cannot name another customer (403), and on the shard itself the
+    reader role's row-level security shows a query only its customers' rows."""
+    (first, second) = list(region.keys)
+    query = f'SELECT COUNT(*) AS n FROM "sdk-americas-realtime" WHERE CustomerId = \'{second}\''
+    assert sql(region, region.keys[first], query).status_code == 403
+    for index, shard in enumerate(region.shards):
+        mine = next(c for c, i in region.shard_of.items() if i == index)
+        with psycopg.connect(shard) as conn, conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute("SET LOCAL ROLE edgestats_reader")
+            conn.execute("SELECT set_config('edgestats.customers', 'c-nobody', true)")
+            assert conn.execute("SELECT count(*) FROM beacons").fetchone() == (0,)
+            conn.execute("SELECT set_config('edgestats.customers', %s, true)", (mine,))
+            seen = conn.execute("SELECT DISTINCT customer_id FROM beacons").fetchall()
+        assert seen == [(mine,)]
+
+
 def test_a_shard_down_fails_only_its_customers_and_loses_nothing(region: Region):
     down = 1
     (victim,) = [c for c, i in region.shard_of.items() if i == down]

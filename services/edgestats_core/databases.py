@@ -57,6 +57,7 @@ class Databases:
             if standbys:
                 self._monitors[region] = ReplicaMonitor(self._primaries[region], standbys)
         self._routers: dict[str, ShardRouter] = {}
+        self._checked: set[str] = set()  # regions whose database was asked if it shards
         self._opening = asyncio.Lock()
         self._probes: list[asyncio.Task] = []
 
@@ -76,10 +77,24 @@ class Databases:
                 self._pools[url] = db
         return self._pools[url]
 
+    async def _router(self, region: str | None) -> ShardRouter | None:
+        """The region's shard routing when its database is a coordinator (asked once, on
+        first use: a service starts while its databases are down, and answers 503)."""
+        key = region or ""
+        if key not in self._checked and key in self._primaries:
+            async with self._opening:
+                if key not in self._checked:
+                    db = self._primaries[key]
+                    if await db.fetch(sharding.SHARDS_SQL, (sharding.SERVER_PREFIX + "%",)):
+                        self._routers[key] = ShardRouter(db, self.settings.region_url(key),
+                                                         self._shard_pool)
+                    self._checked.add(key)
+        return self._routers.get(key)
+
     async def primary(self, region: str | None, customer_id: str | None = None) -> Database:
         """Where a region's data is written (and read): its primary, or in a sharded region
         the customer's shard; the home database for no region."""
-        router = self._routers.get(region or "")
+        router = await self._router(region)
         if router is not None and customer_id is not None:
             return await router.shard_of(customer_id)
         return self._primaries.get(region or "", self.home)
@@ -90,8 +105,8 @@ class Databases:
         monitor = self._monitors.get(region or "")
         return (monitor.pick() if monitor else None) or await self.primary(region, customer_id)
 
-    def sharded(self, region: str | None) -> bool:
-        return (region or "") in self._routers
+    async def sharded(self, region: str | None) -> bool:
+        return await self._router(region) is not None
 
     async def by_database(
         self, customers: Iterable[str], region_of: Callable[[str], str | None],
@@ -102,7 +117,7 @@ class Databases:
         groups: dict[int, tuple[Database, list[str]]] = {}
         for customer in customers:
             region = region_of(customer)
-            if self.sharded(region):
+            if await self.sharded(region):
                 db = await self.reader(region, customer)
             else:
                 if region not in readers:
@@ -120,13 +135,8 @@ class Databases:
         return list({id(db): db for db in [self.home, *self._primaries.values()]}.values())
 
     async def open(self) -> None:
-        """Open the pools and find the sharded regions (their coordinators must answer)."""
         for db in self.all():
             await db.open()
-        for region, db in self._primaries.items():
-            if await db.fetch(sharding.SHARDS_SQL, (sharding.SERVER_PREFIX + "%",)):
-                self._routers[region] = ShardRouter(db, self.settings.region_url(region),
-                                                    self._shard_pool)
         self._probes = [asyncio.create_task(m.run()) for m in self._monitors.values()]
 
     async def close(self) -> None:

@@ -88,14 +88,21 @@ def labelled(databases: dict[str, str]) -> dict[str, str]:
 
 
 def _columns(shard: psycopg.Connection, table: str) -> sql.Composed:
+    """The table's column definitions on a shard: names, types, NOT NULL and defaults
+    (postgres_fdw sends every column: an INSERT through the coordinator that leaves one out
+    must get the shard's default)."""
     rows = shard.execute(
-        "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
-        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        (table,)).fetchall()
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+        " pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+        " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+        " ORDER BY a.attnum", (table,)).fetchall()
     return sql.SQL(", ").join(
-        sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
-                                  sql.SQL(" NOT NULL" if not_null else ""))
-        for name, kind, not_null in rows)
+        sql.SQL("{} {}{}{}").format(
+            sql.Identifier(name), sql.SQL(kind),
+            sql.SQL(f" DEFAULT {default}" if default is not None else ""),
+            sql.SQL(" NOT NULL" if not_null else ""))
+        for name, kind, not_null, default in rows)
 
 
 def _create_bucket_views(url: str, buckets: list[int], modulus: int) -> None:

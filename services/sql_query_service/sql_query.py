@@ -36,7 +36,7 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
         the caller's region's)."""
         found: dict[int, Database] = {}
         for each in translation.regions:
-            if self.dbs.sharded(each):
+            if await self.dbs.sharded(each):
                 for customer in translation.named:
                     db = await self.dbs.reader(each, customer)
                     found[id(db)] = db
@@ -50,7 +50,11 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
             raise SqlError("A query reads customers stored together: "
                            + ", ".join(translation.named) + " are on different shards of "
                            + translation.regions[0] + "; query them one at a time")
-        return next(iter(found.values())) if found else await self.dbs.reader(region)
+        if found:
+            return next(iter(found.values()))
+        # no datasource (SELECT 1, the catalog): the caller's own data's database
+        customer = (translation.named or translation.customers or (None,))[0]
+        return await self.dbs.reader(region, customer)
 
     async def Query(self, request, context):
         with druid_errors.for_path(context):

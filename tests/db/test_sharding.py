@@ -108,6 +108,25 @@ def test_every_bucket_is_read_once(region):
     assert chosen == {c: truth[c] for c in same_shard}
 
 
+def test_an_insert_through_the_coordinator_lands_on_the_shard(region):
+    """Rows written through the coordinator (an operator's INSERT, columns left out get the
+    shard's defaults) land on the customer's shard only, once."""
+    coordinator, shards = region
+    customer, shard = next((c, s) for s, c in customers_per_shard(coordinator, shards).items())
+    row = {"customer_id": customer, "time": datetime.now(UTC), "session_id": "via-coordinator",
+           "source": "cdn"}
+    insert = ('INSERT INTO beacons (customer_id, "time", session_id, source) VALUES'
+              " (%(customer_id)s, %(time)s, %(session_id)s, %(source)s) ON CONFLICT DO NOTHING")
+    with psycopg.connect(coordinator) as conn:
+        conn.execute(insert, row)
+        conn.execute(insert, row)  # a retry: the shard's key drops it
+    for url in shards:
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT count(*), bool_and(ingested_at IS NOT NULL) FROM"
+                                 " beacons WHERE session_id = 'via-coordinator'").fetchone()
+        assert found == ((1, True) if url == shard else (0, None))
+
+
 def remote_sql(coordinator: str, query: str, params: tuple) -> str:
     with psycopg.connect(coordinator) as conn:
         plan = conn.execute("EXPLAIN (VERBOSE, COSTS OFF) " + query, params).fetchall()

@@ -120,6 +120,12 @@ def served_by(topology: Topology) -> str:
         worker.join(10)
 
 
+def settles_on(topology: Topology, server: str, tries: int = 3) -> bool:
+    """`served_by` gives `server` within a few tries (the services' probes run every 0.2 s,
+    later on a busy machine)."""
+    return any(served_by(topology) == server for _ in range(tries))
+
+
 def replayed_all(topology: Topology) -> bool:
     with psycopg.connect(topology.primary) as p, psycopg.connect(topology.standby) as s:
         written = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
@@ -143,7 +149,7 @@ def assert_answers_everything(topology: Topology) -> None:
 def test_a_fresh_standby_serves_the_reads(topology):
     wait_for(lambda: replayed_all(topology))
     time.sleep(2 * replicas.PROBE_SECONDS)
-    assert served_by(topology) == "standby"
+    assert settles_on(topology, "standby")
     assert_answers_everything(topology)
 
 
@@ -162,7 +168,7 @@ def test_a_standby_behind_is_not_read_and_answers_stay_fresh(topology):
             conn.execute("SELECT pg_wal_replay_resume()")
     wait_for(lambda: replayed_all(topology))
     time.sleep(2 * replicas.PROBE_SECONDS)
-    assert served_by(topology) == "standby"
+    assert settles_on(topology, "standby")
 
 
 def test_beacons_appear_within_the_freshness_bound(topology):

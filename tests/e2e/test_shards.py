@@ -5,8 +5,8 @@ oracle; a reseller whose customers are on both shards gets the merged answer; a 
 answers 503 for its customers only, the other shard's keep answering, and nothing accepted is
 lost once it is back.
 
-The module runs two shard clusters of its own; the coordinator and the home database are
-databases of the test cluster."""
+The module runs two shard clusters and a coordinator cluster of its own; the home database is
+a database of the test cluster."""
 
 from __future__ import annotations
 
@@ -78,21 +78,20 @@ def region(frozen_now: datetime) -> Iterator[Region]:
     admin = postgres.ensure_cluster(REPO / ".run", int(os.environ.get("EDGESTATS_PG_PORT",
                                                                       "55432")))
     run_dir = REPO / ".run" / f"shards-{uuid.uuid4().hex[:8]}"
-    ports = free_ports(2)
+    ports = free_ports(3)
     with ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, run_dir, ignore_errors=True)
-        shards = []
-        for index, port in enumerate(ports, 1):
-            name = f"shard{index}"
-            shard_admin = postgres.ensure_cluster(run_dir, port, name, "shared_buffers = 64MB\n")
+        admins = []
+        for name, port in zip(("shard1", "shard2", "coordinator"), ports, strict=True):
+            admins.append(postgres.ensure_cluster(run_dir, port, name, "shared_buffers = 64MB\n"))
             cleanup.callback(shutil.rmtree, postgres.cluster_dir(run_dir, name), True)
             cleanup.callback(postgres.stop_cluster, run_dir, name)
-            shards.append(postgres.create_database(shard_admin, "edgestats"))
-        names = {k: f"edgestats_{k}_{uuid.uuid4().hex[:8]}" for k in ("home", "coordinator")}
-        for name in names.values():
-            cleanup.callback(postgres.drop_database, admin, name)
-        home = postgres.create_database(admin, names["home"])
-        coordinator = postgres.create_database(admin, names["coordinator"])
+        shards = [postgres.create_database(a, "edgestats") for a in admins[:2]]
+        # the coordinator in a cluster of its own, as in production: nothing but its tables
+        coordinator = postgres.create_database(admins[2], "edgestats")
+        name = f"edgestats_home_{uuid.uuid4().hex[:8]}"
+        cleanup.callback(postgres.drop_database, admin, name)
+        home = postgres.create_database(admin, name)
         for shard in shards:
             prepare_database(shard, ())
         sharding.create_coordinator(coordinator, shards)
@@ -164,10 +163,30 @@ def test_sql_runs_on_the_shard_of_the_customers_it_names(region: Region):
             got = sql(region, who, query.format(ids=f"'{customer}'", since=since))
             assert got.status_code == 200, got.text
             assert got.json() == [{"CustomerId": customer, "n": expected}]
+    for key in (*region.keys.values(), region.reseller_key):  # no datasource: still answered
+        assert sql(region, key, "SELECT 1 AS one").json() == [{"one": 1}]
     both = ", ".join(f"'{c}'" for c in region.keys)
     refused = sql(region, region.reseller_key, query.format(ids=both, since=since))
     assert refused.status_code == 400, refused.text
     assert "different shards" in refused.json()["detail"][0]["msg"]
+
+
+def test_no_cross_tenant_read_on_a_shard(region: Region):
+    """A customer's key cannot name another customer (403), and on the shard itself the
+    reader role's row-level security shows a query only its customers' rows."""
+    (first, second) = list(region.keys)
+    query = f'SELECT COUNT(*) AS n FROM "sdk-americas-realtime" WHERE CustomerId = \'{second}\''
+    assert sql(region, region.keys[first], query).status_code == 403
+    for index, shard in enumerate(region.shards):
+        mine = next(c for c, i in region.shard_of.items() if i == index)
+        with psycopg.connect(shard) as conn, conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute("SET LOCAL ROLE edgestats_reader")
+            conn.execute("SELECT set_config('edgestats.customers', 'c-nobody', true)")
+            assert conn.execute("SELECT count(*) FROM beacons").fetchone() == (0,)
+            conn.execute("SELECT set_config('edgestats.customers', %s, true)", (mine,))
+            seen = conn.execute("SELECT DISTINCT customer_id FROM beacons").fetchall()
+        assert seen == [(mine,)]
 
 
 def test_a_shard_down_fails_only_its_customers_and_loses_nothing(region: Region):

@@ -2,7 +2,7 @@
 streaming standby vs the primary, on throwaway clusters, one command.
 
     PYTHONPATH=services:gen .venv/bin/python -m bench.scale_out \
-        [--beacons 100000] [--copy-beacons 20000] [--batch 500] \
+        [--beacons 60000] [--copy-beacons 20000] [--batch 500] \
         [--sessions 2000] [--minutes 60] [--requests 200] [--only ingest|reads]
 
 Every PostgreSQL 15 cluster (the configuration of `edgestats_stack.postgres`) lives under
@@ -512,15 +512,18 @@ def reads(clusters: Clusters, args: argparse.Namespace) -> list[ReadFigure]:
     print(f"primary (port {primary_port}): {stored:,} beacons of {profile.customer_id}"
           f" (peak_sessions {profile.peak_sessions:,} ⇒ {live:,} live at {end.isoformat()})"
           f" over {args.minutes} min loaded in {time.perf_counter() - started:.0f} s")
-    started = time.perf_counter()
+    took = []
     with psycopg.connect(region, autocommit=True) as conn:
-        minutes = minute_rollups.roll_up_minutes(conn, end)
-        live_rollups.catch_up(conn, end + live_rollups.LAG)
-        conn.execute("VACUUM ANALYZE")
+        for step in (lambda: minute_rollups.roll_up_minutes(conn, end),
+                     lambda: live_rollups.catch_up(conn, end + live_rollups.LAG),
+                     lambda: conn.execute("VACUUM ANALYZE")):
+            started = time.perf_counter()
+            step()
+            took.append(time.perf_counter() - started)
         minute_rows = conn.execute("SELECT count(*) FROM beacons_minute").fetchone()[0]
     data = describe(region, profile.customer_id, end)
-    print(f"minute layer rolled ({minute_rows:,} minute rows, {len(minutes)} roll(s)), live layer"
-          f" caught up, VACUUM ANALYZE in {time.perf_counter() - started:.0f} s; data:"
+    print(f"minute layer rolled ({minute_rows:,} minute rows) in {took[0]:.0f} s, live layer"
+          f" caught up in {took[1]:.0f} s, VACUUM ANALYZE in {took[2]:.0f} s; data:"
           f" {data.beacons:,} beacons ({data.megabytes:,.0f} MB with indexes), {data.sessions:,}"
           f" sessions, {data.live:,} live at the end, {data.channels} channels")
     started = time.perf_counter()
@@ -590,7 +593,7 @@ def summary(ingested: list[IngestFigure], read: list[ReadFigure],
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("ingest", "reads"), help="run one part only")
-    parser.add_argument("--beacons", type=int, default=100_000,
+    parser.add_argument("--beacons", type=int, default=60_000,
                         help="rows per ingest path (direct, coordinator INSERT)")
     parser.add_argument("--copy-beacons", type=int, default=20_000,
                         help="rows of the coordinator COPY path (slow: an INSERT per row)")

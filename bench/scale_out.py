@@ -14,7 +14,8 @@ Ctrl-C or SIGTERM.
    batch_size 1000). For each path, one customer routed to each shard (`ROUTE_SQL` on the
    coordinator) gets half the rows: realistic demo beacons of the last hour
    (edgestats_cli.demo_data), validated beforehand (beacon_validation.validate), sent in
-   batches of `--batch` by one client, one transaction per batch, customers in turn:
+   batches of `--batch` by one client, one transaction per batch, customers in turn, each
+   customer's first batch before the clock starts (a warm-up):
    a. direct: the service's own write path, `beacon_store.store` on the customer's shard
       (what the ingest RPC does after routing: hour locks, COPY, late marks);
    b. coordinator INSERT … VALUES: one `INSERT INTO beacons (…) VALUES (…), (…), … ON
@@ -221,16 +222,21 @@ def batches_in_turn(rows: dict[str, list[tuple]], size: int) -> Iterator[tuple[s
                 del offsets[customer]
 
 
-async def send_direct(rows: dict[str, list[tuple]], shard_of: dict[str, str], batch: int,
+# Each sender sends the first `warm` batches (one per customer) before the clock starts:
+# the connections' caches (catalog, partitions, the coordinator's remote connections) warm.
+Batches = list[tuple[str, list[tuple]]]
+
+
+async def send_direct(batches: Batches, warm: int, shard_of: dict[str, str],
                       meter: Meter) -> tuple[float, dict[str, float]]:
     """The service's write path on each customer's shard, one batch at a time."""
     pools = {url: Database(url, 1, 1) for url in set(shard_of.values())}
     try:
         for pool in pools.values():
             await pool.open()
-            await pool.fetch("SELECT 1")
-        meter.start()
-        for customer, chunk in batches_in_turn(rows, batch):
+        for number, (customer, chunk) in enumerate(batches):
+            if number == warm:
+                meter.start()
             await beacon_store.store(pools[shard_of[customer]], chunk)
         return meter.stop()  # before the backends exit (their CPU is read while they live)
     finally:
@@ -255,16 +261,16 @@ UNNEST = sql.SQL("INSERT INTO beacons ({}) SELECT u.*, now() FROM unnest({}) AS 
                                       for kind in beacon_store._TYPES))
 
 
-def send_insert(coordinator_url: str, rows: dict[str, list[tuple]], batch: int,
-                meter: Meter, form: str) -> tuple[float, dict[str, float]]:
+def send_insert(coordinator_url: str, batches: Batches, warm: int, meter: Meter,
+                form: str) -> tuple[float, dict[str, float]]:
     """One INSERT … ON CONFLICT DO NOTHING per batch on the coordinator: a VALUES list of the
     batch's rows (`values`) or a SELECT over one array per column (`unnest`)."""
     with psycopg.connect(coordinator_url, autocommit=True) as conn:
         statements = {n: insert_statement(n).as_bytes(conn)  # composed once, not per batch
-                      for n in {len(chunk) for _, chunk in batches_in_turn(rows, batch)}}
-        conn.execute("SELECT 1")
-        meter.start()
-        for _, chunk in batches_in_turn(rows, batch):
+                      for n in {len(chunk) for _, chunk in batches}}
+        for number, (_, chunk) in enumerate(batches):
+            if number == warm:
+                meter.start()
             if form == "values":
                 conn.execute(statements[len(chunk)], [value for row in chunk for value in row])
             else:
@@ -272,15 +278,14 @@ def send_insert(coordinator_url: str, rows: dict[str, list[tuple]], batch: int,
         return meter.stop()
 
 
-def send_copy(coordinator_url: str, rows: dict[str, list[tuple]], batch: int,
+def send_copy(coordinator_url: str, batches: Batches, warm: int,
               meter: Meter) -> tuple[float, dict[str, float]]:
     """One COPY per batch on the coordinator, a commit per batch."""
     statement = sql.SQL("COPY beacons ({}) FROM STDIN").format(WITH_INGESTED)
     with psycopg.connect(coordinator_url) as conn:
-        conn.execute("SELECT 1")
-        conn.commit()
-        meter.start()
-        for _, chunk in batches_in_turn(rows, batch):
+        for number, (_, chunk) in enumerate(batches):
+            if number == warm:
+                meter.start()
             ingested = (datetime.now(UTC),)
             with conn.cursor().copy(statement) as copy:
                 for row in chunk:
@@ -336,38 +341,44 @@ def ingest(clusters: Clusters, args: argparse.Namespace) -> list[IngestFigure]:
     for path, total in sizes.items():
         shard_of = customers_per_shard(coordinator_url, shard_urls, path)
         share = total // len(shard_of)
+        if share <= args.batch:
+            raise SystemExit(f"{path}: {share} rows per customer; more than a batch"
+                             f" ({args.batch}) needed (the first is a warm-up)")
         rows = {c: validated_rows(c, share, now, args.seed) for c in shard_of}
         plan[path] = (shard_of, rows)
     print(f"{sum(sizes.values()):,} demo beacons generated and validated in"
           f" {time.perf_counter() - started:.0f} s; per path one customer on each shard"
           f" ({', '.join(f'{c} → {shard_names[u]}' for c, u in plan['direct'][0].items())}),"
-          f" batches of {args.batch}, one client, a transaction per batch")
+          f" batches of {args.batch}, one client, a transaction per batch; each customer's first"
+          f" batch is a warm-up, not timed")
     print(f"   {machine_note()}")
     figures = []
     for path, (shard_of, rows) in plan.items():
+        batches, warm = list(batches_in_turn(rows, args.batch)), len(rows)
         try:
             if path == "direct":
-                seconds, cores = asyncio.run(send_direct(rows, shard_of, args.batch, meter))
+                seconds, cores = asyncio.run(send_direct(batches, warm, shard_of, meter))
             elif path in ("values", "unnest"):
-                seconds, cores = send_insert(coordinator_url, rows, args.batch, meter, path)
+                seconds, cores = send_insert(coordinator_url, batches, warm, meter, path)
             else:
-                seconds, cores = send_copy(coordinator_url, rows, args.batch, meter)
+                seconds, cores = send_copy(coordinator_url, batches, warm, meter)
         except psycopg.Error as error:  # its remote SQL context would print every row
             raise SystemExit(f"{PATHS[path]}: {type(error).__name__}:"
                              f" {str(error).splitlines()[0][:500]}") from None
         sent = sum(len(r) for r in rows.values())
+        timed = sum(len(chunk) for _, chunk in batches[warm:])
         stored = stored_on_shards(shard_of)
         verdict = "OK" if all(stored[c] == len(r) for c, r in rows.items()) else "MISMATCH"
-        figure = IngestFigure(path, sent, seconds, cores)
+        figure = IngestFigure(path, timed, seconds, cores)
         figures.append(figure)
-        print(f"   {PATHS[path]:<42} {figure.rows_per_s:>8,.0f} rows/s  ({sent:,} rows in"
-              f" {seconds:5.1f} s; stored on their shards {sum(stored.values()):,}"
+        print(f"   {PATHS[path]:<42} {figure.rows_per_s:>8,.0f} rows/s  ({timed:,} rows in"
+              f" {seconds:5.1f} s; {sent:,} sent, stored on their shards {sum(stored.values()):,}"
               f" {verdict})\n      CPU cores: {cores_text(cores)}")
         if verdict != "OK":
             raise SystemExit(f"{path}: stored {stored}, sent "
                              f"{ {c: len(r) for c, r in rows.items()} }")
     size = sum(_beacons_bytes(url) for url in shard_urls)
-    stored_rows = sum(f.rows for f in figures)
+    stored_rows = sum(sum(len(r) for r in rows.values()) for _, rows in plan.values())
     print(f"   beacons on the shards: {stored_rows:,} rows, {size / 1e6:,.0f} MB with indexes")
     direct = figures[0].rows_per_s
     print("   ÷ direct: " + ", ".join(f"{PATHS[f.path]} {f.rows_per_s / direct:.3f}"

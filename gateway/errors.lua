@@ -1,4 +1,4 @@
--- Turns a service's gRPC error into the documented JSON error body (PLATFORM-NOTES §2):
+-- Turns a service's gRPC error into the documented JSON error body:
 -- services abort with grpc-message = the exact JSON body. Native gRPC callers are untouched.
 function envoy_on_request(handle)
   -- HTTP allows header names gRPC metadata does not (e.g. "x%y"): the service would fail
@@ -13,7 +13,7 @@ function envoy_on_request(handle)
   if path == "/druid/v2/sql/" or path:sub(1, 15) == "/druid/v2/sql/?" then
     handle:headers():replace(":path", "/druid/v2/sql" .. path:sub(15))
   end
-  -- the Statistics resource is documented with trailing slashes (seed 004): /v1/stats/x/ is
+  -- the Statistics resource is documented with trailing slashes: /v1/stats/x/ is
   -- bound as /v1/stats/x; the query string is kept
   local q = path:find("?", 1, true)
   local stem, query = path, ""

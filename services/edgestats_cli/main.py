@@ -1,4 +1,4 @@
-"""The `edgestats` command: migrations, roll-ups, demo data and API keys (CONTRACT §11)."""
+"""The `edgestats` command: migrations, roll-ups, demo data and API keys."""
 
 from __future__ import annotations
 

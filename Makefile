@@ -49,7 +49,7 @@ stop:  ## stop what `make run` or `make cluster` (and `make airflow`) started
 
 # the end-to-end suites run a second time on `make cluster`'s topology (docs/scaling.md)
 CLUSTER_SUITES := $(addprefix tests/e2e/test_,legacy_api.py v1_metrics.py v1_errors.py \
-	sql_query.py sql_hostile.py errors.py ingest.py usage_ingest.py usage_stats.py)
+	sql_query.py sql_hostile.py errors.py ingest.py)
 
 test: setup lint  ## lint, the whole suite, then the e2e suites on the multi-database topology
 	$(BIN)/python -m pytest -q

@@ -101,14 +101,14 @@ def served_by(topology: Topology) -> str:
 
     def send() -> None:
         with Api(topology.api.base_url) as api:
-            api.http.post(SQL, json={"query": SLOW, "context": {"timeout": 4000}},
+            api.http.post(SQL, json={"query": SLOW, "context": {"timeout": 2500}},
                           headers=api.auth(topology.key))
         done.set()
 
     worker = threading.Thread(target=send)
     worker.start()
     try:
-        deadline = time.monotonic() + 4
+        deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline and not done.is_set():
             on_standby, on_primary = running(topology.standby), running(topology.primary)
             if on_standby or on_primary:
@@ -205,14 +205,14 @@ def served_by_primary_only(topology: Topology) -> bool:
 
     def send() -> None:
         with Api(topology.api.base_url) as api:
-            api.http.post(SQL, json={"query": SLOW, "context": {"timeout": 3000}},
+            api.http.post(SQL, json={"query": SLOW, "context": {"timeout": 2500}},
                           headers=api.auth(topology.key))
         done.set()
 
     worker = threading.Thread(target=send)
     worker.start()
     try:
-        deadline = time.monotonic() + 4
+        deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline and not done.is_set():
             if running(topology.primary):
                 return True

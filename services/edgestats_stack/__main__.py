@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 
@@ -17,10 +18,12 @@ from edgestats_stack.processes import spawn, stop_all
 from edgestats_stack.stack import REPO, database_url, prepare_database, start_stack
 
 RUN_DIR = REPO / ".run"
+CLUSTER_FILE = RUN_DIR / "cluster.json"  # the databases `make cluster` started
 
 
 def up(port: int) -> None:
     stop_all(RUN_DIR)
+    CLUSTER_FILE.unlink(missing_ok=True)
     _, db_url = database_url(RUN_DIR)
     applied = prepare_database(db_url)
     print(f"database ready ({len(applied)} migrations applied)")
@@ -38,6 +41,8 @@ def cluster(port: int) -> None:
     print("databases ready")
     env = built.env()
     os.environ.update(env)  # the demo loader and feed write each customer to its region
+    # for `make airflow`, which then rolls this topology's databases
+    CLUSTER_FILE.write_text(json.dumps({"home": built.home, "env": env}))
     serve(built.home, port, env, list(demo_loader.DEMO_CUSTOMERS), built.describe())
 
 
@@ -85,15 +90,21 @@ def serve(db_url: str, port: int, env: dict[str, str],
 
 
 def airflow() -> None:
+    """Airflow on `make run`'s database, or on `make cluster`'s databases when it runs."""
     from edgestats_stack import airflow as airflow_stack
 
     admin, db_url = database_url(RUN_DIR)
+    if CLUSTER_FILE.exists():
+        started = json.loads(CLUSTER_FILE.read_text())
+        db_url = started["home"]
+        os.environ.update(started["env"])  # written into airflow.cfg's [edgestats]
     prepare_database(db_url)
     airflow_stack.up(RUN_DIR, admin, db_url)
 
 
 def down() -> None:
     stop_all(RUN_DIR)
+    CLUSTER_FILE.unlink(missing_ok=True)
     if not os.environ.get("DATABASE_URL"):
         topology.stop(RUN_DIR)  # what `make cluster` started, if any
         postgres.stop_cluster(RUN_DIR)

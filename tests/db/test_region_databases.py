@@ -4,7 +4,6 @@ the metrics process running on every region's database, and migrations on each."
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,13 +13,12 @@ import psycopg
 import pytest
 
 from edgestats_core.config import Settings, data_databases, parse_region_urls
-from edgestats_stack import postgres
-from edgestats_stack.stack import REPO, prepare_database
+from edgestats_stack.stack import prepare_database
 from metrics_service import live_reads, live_rollups, minute_rollups
 from metrics_service.__main__ import rollers
 from tests.db.test_minute_rollups import before, coverage_of
 from tests.db.test_rollups import assert_rows_equal, expected_rows, make_beacons, minute_rows, store
-from tests.fixtures.stack import migrated_database
+from tests.fixtures.stack import local_cluster, migrated_database
 
 pytestmark = pytest.mark.db
 HOUR = timedelta(hours=1)
@@ -47,10 +45,7 @@ def test_region_urls_parse_and_group():
 def regions() -> Iterator[tuple[str, dict[str, str]]]:
     """(home, {region: url}) of fresh databases; the rollers roll every customer's recent
     beacons, which must not change what other tests read."""
-    if os.environ.get("DATABASE_URL"):
-        pytest.skip("needs the local cluster to create databases")
-    admin = postgres.ensure_cluster(REPO / ".run", int(os.environ.get("EDGESTATS_PG_PORT",
-                                                                      "55432")))
+    admin = local_cluster("needs the local cluster to create databases")
     with ExitStack() as cleanup:
         home = cleanup.enter_context(migrated_database(admin, "edgestats_home"))
         urls = {r: cleanup.enter_context(migrated_database(admin, f"edgestats_{r}"))

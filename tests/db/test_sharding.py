@@ -4,7 +4,6 @@ runs on its shard — the remote SQL carries the GROUP BY and the sketch functio
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,9 +14,8 @@ import pytest
 
 from edgestats_core import sharding
 from edgestats_stack import postgres
-from edgestats_stack.stack import REPO
 from tests.db.test_rollups import make_beacons, store
-from tests.fixtures.stack import migrated_database
+from tests.fixtures.stack import local_cluster, migrated_database
 
 pytestmark = pytest.mark.db
 
@@ -25,10 +23,7 @@ pytestmark = pytest.mark.db
 @pytest.fixture(scope="module")
 def region() -> Iterator[tuple[str, list[str]]]:
     """(coordinator, shards): two migrated shard databases and a coordinator over them."""
-    if os.environ.get("DATABASE_URL"):
-        pytest.skip("needs the local cluster to create databases")
-    admin = postgres.ensure_cluster(REPO / ".run", int(os.environ.get("EDGESTATS_PG_PORT",
-                                                                      "55432")))
+    admin = local_cluster("needs the local cluster to create databases")
     with ExitStack() as cleanup:
         shards = [cleanup.enter_context(migrated_database(admin, f"edgestats_shard{i}"))
                   for i in (1, 2)]

@@ -8,7 +8,6 @@ customer's last 90 minutes, which must not change what other tests read."""
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,8 +17,7 @@ import psycopg
 import pytest
 
 from edgestats_core.tenancy.api_keys import create_customer_key
-from edgestats_stack import postgres
-from edgestats_stack.stack import REPO, start_stack
+from edgestats_stack.stack import start_stack
 from metrics_service import live_reads, live_rollups
 from tests import oracle, oracle_v1
 from tests.builders import beacon, session_profile, wire
@@ -27,7 +25,7 @@ from tests.compare import assert_same
 from tests.e2e.api import Api
 from tests.e2e.test_sql_rollups import close, rows_of
 from tests.e2e.test_v1_layers import ask, iso
-from tests.fixtures.stack import migrated_database
+from tests.fixtures.stack import local_cluster, migrated_database
 
 pytestmark = pytest.mark.e2e
 TIMES = ["live", "10m", "1h"]
@@ -88,10 +86,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(frozen_now: datetime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """70 minutes of beacons of 24 sessions before the frozen now, on a database of its own."""
-    if os.environ.get("DATABASE_URL"):
-        pytest.skip("needs the local cluster to create a database")
-    admin = postgres.ensure_cluster(REPO / ".run", int(os.environ.get("EDGESTATS_PG_PORT",
-                                                                      "55432")))
+    admin = local_cluster("needs the local cluster to create a database")
     env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(), "EDGESTATS_RESULT_CACHE_SECONDS": "0",
            "EDGESTATS_RATE_LIMIT": "1000000", "EDGESTATS_RATE_BURST": "1000000",
            "EDGESTATS_MINUTE_ROLLUP_SECONDS": "0"}

@@ -9,7 +9,6 @@ configured with EDGESTATS_REGION_DATABASES, as a deployment with a PostgreSQL pe
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,14 +20,13 @@ import pytest
 
 from edgestats_core.config import REGIONS
 from edgestats_core.tenancy.api_keys import create_customer_key, create_reseller_key
-from edgestats_stack import postgres
-from edgestats_stack.stack import REPO, start_stack
+from edgestats_stack.stack import start_stack
 from tests import oracle, oracle_v1
 from tests.builders import v1_scenario, wire
 from tests.compare import assert_same
 from tests.e2e.api import Api
 from tests.e2e.test_v1_metrics import assert_join_time_sketch
-from tests.fixtures.stack import migrated_database
+from tests.fixtures.stack import local_cluster, migrated_database
 
 pytestmark = pytest.mark.e2e
 SQL = "/analytics/v1/query/sql"
@@ -52,10 +50,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(frozen_now: datetime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    if os.environ.get("DATABASE_URL"):
-        pytest.skip("needs the local cluster to create databases")
-    admin = postgres.ensure_cluster(REPO / ".run", int(os.environ.get("EDGESTATS_PG_PORT",
-                                                                      "55432")))
+    admin = local_cluster("needs the local cluster to create databases")
     with ExitStack() as cleanup:
         home = cleanup.enter_context(migrated_database(admin, "edgestats_home"))
         urls = {r: cleanup.enter_context(migrated_database(admin, f"edgestats_{r}"))

@@ -11,7 +11,6 @@ a database of the test cluster."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from tests import oracle, oracle_v1
 from tests.builders import v1_scenario, wire
 from tests.compare import assert_same
 from tests.e2e.api import Api
+from tests.fixtures.stack import local_cluster
 
 pytestmark = pytest.mark.e2e
 SQL = "/analytics/v1/query/sql"
@@ -73,10 +73,7 @@ def routed(coordinator: str, count_per_shard: int, shards: int) -> dict[str, int
 
 @pytest.fixture(scope="module")
 def region(frozen_now: datetime) -> Iterator[Region]:
-    if os.environ.get("DATABASE_URL"):
-        pytest.skip("needs local clusters of its own")
-    admin = postgres.ensure_cluster(REPO / ".run", int(os.environ.get("EDGESTATS_PG_PORT",
-                                                                      "55432")))
+    admin = local_cluster("needs local clusters of its own")
     run_dir = REPO / ".run" / f"shards-{uuid.uuid4().hex[:8]}"
     ports = free_ports(3)
     with ExitStack() as cleanup:

@@ -12,12 +12,33 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from edgestats.metrics.v1 import (
+    beacon_ingest_service_pb2,
+    legacy_stats_service_pb2,
+    metrics_service_pb2,
+)
+from edgestats.sql_query.v1 import sql_query_service_pb2
+from edgestats.usage_billing.v1 import (
+    oauth_service_pb2,
+    usage_ingest_service_pb2,
+    usage_stats_service_pb2,
+)
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.tenancy.interceptor import KeyResolver, TenancyInterceptor
 from edgestats_core.tenancy.rate_limits import Limit, RateLimiter
 
 log = logging.getLogger(__name__)
+
+# Every gRPC service of every process: each process's reflection describes them all, so that
+# reflection through the gateway (which routes it to one process) shows the whole API.
+ALL_SERVICES = tuple(
+    service.full_name
+    for module in (legacy_stats_service_pb2, beacon_ingest_service_pb2, metrics_service_pb2,
+                   sql_query_service_pb2, usage_stats_service_pb2, usage_ingest_service_pb2,
+                   oauth_service_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+)
 
 # Seconds in-flight calls get to finish after SIGTERM.
 GRACE_SECONDS = 10.0
@@ -69,7 +90,8 @@ async def start_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in services]
-    reflected = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflected = [*dict.fromkeys([*names, *ALL_SERVICES]), health.SERVICE_NAME,
+                 reflection.SERVICE_NAME]
     reflection.enable_server_reflection(reflected, server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from edgestats.metrics.v1 import legacy_stats_pb2 as pb
 from edgestats.metrics.v1 import legacy_stats_service_pb2
 from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
+from edgestats_stack.services import SERVICES
 from tests import oracle
 from tests.builders import scenario, wire
 from tests.compare import assert_same
@@ -298,10 +299,22 @@ def _reflect(channel, request: reflection_pb2.ServerReflectionRequest):
 
 
 def test_reflection_lists_the_services_through_envoy_without_a_key(channel):
+    """Every service of every process, though the gateway sends reflection to one of them."""
     reply = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = {s.name for s in reply.list_services_response.service}
-    assert {LEGACY, INGEST, "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    every = {name for spec in SERVICES for name in spec.grpc_services}
+    assert len(every) == 7
+    assert every | {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} == names
+
+
+@pytest.mark.parametrize(("service", "method"), [
+    ("edgestats.sql_query.v1.SqlQueryService", "Query"),
+    ("edgestats.usage_billing.v1.UsageStatsService", "GetStats"),
+    ("edgestats.usage_billing.v1.OAuthService", "IssueToken"),
+    ("edgestats.metrics.v1.MetricsService", "GetAudience"),
+])
+def test_reflection_describes_every_process_s_services(channel, service, method):
+    assert method in _described_methods(channel, service)[service]
 
 
 def _described_methods(channel, symbol: str) -> dict[str, list[str]]:

@@ -75,6 +75,10 @@ class Settings:
     # Streaming standbys that may answer a region's reads (EDGESTATS_REGION_REPLICAS, the
     # same form, a region may repeat); see edgestats_core.replicas for when one is used.
     replica_urls: tuple[tuple[str, str], ...] = ()
+    # Where the other processes serve their gRPC services, as (service, host:port) pairs
+    # (EDGESTATS_PEERS="edgestats.sql_query.v1.SqlQueryService=10.0.0.5:7001 …"): health
+    # checks of those names are answered by asking them (edgestats_core.peer_health).
+    peers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -107,6 +111,8 @@ class Settings:
             "statement_timeout_ms": int(env.get("EDGESTATS_STATEMENT_TIMEOUT_MS", "30000")),
             "region_urls": parse_region_urls(env.get("EDGESTATS_REGION_DATABASES", "")),
             "replica_urls": parse_region_urls(env.get("EDGESTATS_REGION_REPLICAS", "")),
+            "peers": tuple(tuple(item.split("=", 1))  # type: ignore[misc]
+                           for item in env.get("EDGESTATS_PEERS", "").split() if "=" in item),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from edgestats.usage_billing.v1 import (
 )
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
+from edgestats_core.peer_health import PeerHealth
 from edgestats_core.tenancy.interceptor import KeyResolver, TenancyInterceptor
 from edgestats_core.tenancy.rate_limits import Limit, RateLimiter
 
@@ -56,7 +57,7 @@ class ServiceBinding:
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: PeerHealth
     dbs: Databases
 
 
@@ -87,7 +88,7 @@ async def start_server(
     services = bindings(dbs, settings)
     for service in services:
         service.add_to_server(server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = PeerHealth(settings.peers)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in services]
     reflected = [*dict.fromkeys([*names, *ALL_SERVICES]), health.SERVICE_NAME,
@@ -121,4 +122,5 @@ async def serve_forever(
         task.cancel()
     await running.health.enter_graceful_shutdown()
     await running.server.stop(GRACE_SECONDS)
+    await running.health.close()
     await running.dbs.close()

@@ -73,12 +73,16 @@ def start_stack(
     service_ports = {spec.cluster: [ports.pop() for _ in range(workers)] for spec in SERVICES}
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}",
                   access_log=run_dir / "logs" / "envoy-access.log")
+    # every process can answer health for every service name (edgestats_core.peer_health)
+    peers = " ".join(f"{name}={host}:{service_port}" for spec in SERVICES
+                     for service_port in service_ports[spec.cluster]
+                     for name in spec.grpc_services)
     try:
         started = []
         for spec in SERVICES:
             for index, service_port in enumerate(service_ports[spec.cluster]):
                 process_env = {"DATABASE_URL": db_url, "EDGESTATS_WORKERS": str(workers),
-                               **(env or {})}
+                               "EDGESTATS_PEERS": peers, **(env or {})}
                 process = start_service(
                     spec.module, run_dir, service_port, process_env, detach,
                     name=f"{spec.module}-{index}",

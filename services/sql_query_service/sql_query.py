@@ -12,6 +12,7 @@ from edgestats_core.databases import Databases
 from edgestats_core.db import Database
 from edgestats_core.errors import NotFound
 from edgestats_core.tenancy.interceptor import add_response_header, current_principal
+from edgestats_core.tenancy.principals import Principal
 from sql_query_service import druid_errors, execution, query_specs, results
 from sql_query_service.druid_sql import datasources, functions, pipeline
 from sql_query_service.druid_sql.problems import SqlError
@@ -30,14 +31,16 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
         self.dbs = dbs
         self.settings = settings
 
-    async def database(self, translation: pipeline.Translation, region: str | None) -> Database:
+    async def database(self, translation: pipeline.Translation, principal: Principal) -> Database:
         """The one database a query reads: its datasources' region's, in a sharded region
-        the shard of the customers it names (400 when they are stored apart; no datasource:
-        the caller's region's)."""
+        the shard of the customers of that region it names (400 when they are stored apart;
+        no datasource: the caller's region's)."""
         found: dict[int, Database] = {}
         for each in translation.regions:
             if await self.dbs.sharded(each):
-                for customer in translation.named:
+                # a customer of another region has no rows here, wherever its id would hash
+                here = [c for c in translation.named if principal.region_of(c) in (each, None)]
+                for customer in here or translation.named[:1]:
                     db = await self.dbs.reader(each, customer)
                     found[id(db)] = db
             else:
@@ -54,7 +57,7 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
             return next(iter(found.values()))
         # no datasource (SELECT 1, the catalog): the caller's own data's database
         customer = (translation.named or translation.customers or (None,))[0]
-        return await self.dbs.reader(region, customer)
+        return await self.dbs.reader(principal.region, customer)
 
     async def Query(self, request, context):
         with druid_errors.for_path(context):
@@ -64,7 +67,7 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
                 self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
             )
             translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
-            db = await self.database(translation, principal.region)
+            db = await self.database(translation, principal)
             names, rows = await execution.run(db, translation, spec, principal)
             body = results.render(names, rows, spec.result_format, spec.header)
         add_response_header("x-druid-sql-query-id", spec.query_id)  # sent with success only

@@ -40,6 +40,7 @@ SQL = "/analytics/v1/query/sql"
 @dataclass
 class Region:
     run_dir: Path
+    home: str
     coordinator: str
     shards: list[str]                 # shard database URLs, in server order
     ports: list[int]
@@ -110,7 +111,7 @@ def region(frozen_now: datetime) -> Iterator[Region]:
         for customer, made in beacons.items():
             response = api.ingest(keys[customer], [wire(b) for b in made])
             assert response.json() == {"accepted": len(made), "duplicates": 0, "rejected": []}
-        yield Region(run_dir, coordinator, shards, ports, api, keys, shard_of, reseller_key,
+        yield Region(run_dir, home, coordinator, shards, ports, api, keys, shard_of, reseller_key,
                      beacons, frozen_now)
 
 
@@ -166,6 +167,26 @@ def test_sql_runs_on_the_shard_of_the_customers_it_names(region: Region):
     refused = sql(region, region.reseller_key, query.format(ids=both, since=since))
     assert refused.status_code == 400, refused.text
     assert "different shards" in refused.json()["detail"][0]["msg"]
+
+
+def test_a_customer_of_another_region_does_not_pick_the_shard(region: Region):
+    """A reseller selling in two regions names an americas customer and an emea one in an
+    americas query: the emea customer has no rows here, wherever its id would hash, so the
+    query runs on the americas customer's shard (and counts only its rows)."""
+    (customer, shard) = next(iter(region.shard_of.items()))
+    with psycopg.connect(region.coordinator) as conn:
+        elsewhere = next(c for c in (f"c-eu-{i}" for i in range(200))
+                         if conn.execute(sharding.ROUTE_SQL, (c,)).fetchone()[0]
+                         != f"{sharding.SERVER_PREFIX}{shard + 1}")
+    with psycopg.connect(region.home) as conn:
+        create_customer_key(conn, elsewhere, "emea", "advanced")
+        key = create_reseller_key(conn, f"r-{uuid.uuid4().hex[:8]}", [customer, elsewhere],
+                                  "advanced", None)
+    query = ('SELECT CustomerId, COUNT(*) AS n FROM "sdk-americas-realtime"'
+             f" WHERE CustomerId IN ('{customer}', '{elsewhere}') GROUP BY CustomerId")
+    got = sql(region, key, query)
+    assert got.status_code == 200, got.text
+    assert got.json() == [{"CustomerId": customer, "n": len(region.beacons[customer])}]
 
 
 def test_no_cross_tenant_read_on_a_shard(region: Region):

@@ -11,7 +11,12 @@ import psycopg
 
 from edgestats_core import sharding
 from edgestats_core.config import Settings, data_databases
-from edgestats_core.migrations import migrate, run_partition_maintenance
+from edgestats_core.migrations import (
+    every_database,
+    migrate,
+    migrate_every_database,
+    run_partition_maintenance,
+)
 from edgestats_core.tenancy import api_keys
 
 
@@ -31,14 +36,11 @@ def _settings() -> Settings:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     # the home database and every region's (a sharded region's shards)
-    for url in sharding.expand(_settings().all_urls()):
-        applied = migrate(url)
-        run_partition_maintenance(url)
-        print("\n".join(applied) or "nothing to apply")
+    print("\n".join(migrate_every_database(_settings())) or "nothing to apply")
 
 
 def cmd_maintain(args: argparse.Namespace) -> None:
-    for url in sharding.expand(_settings().all_urls()):
+    for url in every_database(_settings()):
         run_partition_maintenance(url)
     print("partitions maintained")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from edgestats_core import sharding
-from edgestats_core.config import data_databases, parse_region_urls
+from edgestats_core import migrations, sharding
+from edgestats_core.config import Settings, data_databases, parse_region_urls
 
 SECTION = "edgestats"
 
@@ -24,19 +24,25 @@ def database_url() -> str:
     return url
 
 
-def region_databases() -> dict[str, str]:
-    """Every distinct database holding beacons, by the regions it holds (see
-    config.data_databases; a sharded region's shards as "americas/shard-1"):
-    `[edgestats] region_databases` (region=URL pairs, as EDGESTATS_REGION_DATABASES, which
-    is the fallback); regions not listed are in the data database. Tasks receive the label,
-    never the URL (XComs are stored in Airflow's database)."""
+def _settings() -> Settings:
+    """The data database and `[edgestats] region_databases` (region=URL pairs, as
+    EDGESTATS_REGION_DATABASES, which is the fallback)."""
     from airflow.sdk import conf
 
     pairs = (conf.get(SECTION, "region_databases", fallback="")
              or os.environ.get("EDGESTATS_REGION_DATABASES", ""))
-    return sharding.labelled(data_databases(database_url(), parse_region_urls(pairs)))
+    return Settings(database_url(), region_urls=parse_region_urls(pairs))
+
+
+def region_databases() -> dict[str, str]:
+    """Every distinct database holding beacons, by the regions it holds (see
+    config.data_databases; a sharded region's shards as "americas/shard-1"); regions not
+    listed are in the data database. Tasks receive the label, never the URL (XComs are
+    stored in Airflow's database)."""
+    settings = _settings()
+    return sharding.labelled(data_databases(settings.database_url, settings.region_urls))
 
 
 def every_database() -> list[str]:
     """The data database and every region database (partition maintenance runs on each)."""
-    return list(dict.fromkeys([database_url(), *region_databases().values()]))
+    return migrations.every_database(_settings())

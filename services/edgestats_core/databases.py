@@ -61,18 +61,20 @@ class Databases:
         self._opening = asyncio.Lock()
         self._probes: list[asyncio.Task] = []
 
+    def _new(self, url: str) -> Database:
+        return Database(url, self.settings.pool_min, self.settings.pool_max,
+                        self.settings.statement_timeout_ms)
+
     def _pool(self, url: str) -> Database:
         if url not in self._pools:
-            self._pools[url] = Database(url, self.settings.pool_min, self.settings.pool_max,
-                                        self.settings.statement_timeout_ms)
+            self._pools[url] = self._new(url)
         return self._pools[url]
 
     async def _shard_pool(self, url: str) -> Database:
         """A shard's pool, opened on first use (shards are found on the coordinator)."""
         async with self._opening:
             if url not in self._pools:
-                db = Database(url, self.settings.pool_min, self.settings.pool_max,
-                              self.settings.statement_timeout_ms)
+                db = self._new(url)
                 await db.open()
                 self._pools[url] = db
         return self._pools[url]

@@ -6,6 +6,9 @@ from importlib import resources
 
 import psycopg
 
+from edgestats_core import sharding
+from edgestats_core.config import Settings
+
 # Components in dependency order; each owns `<package>/schema/*.sql`.
 COMPONENTS = ("edgestats_core", "metrics_service", "sql_query_service", "usage_billing_service")
 LOCK_ID = 7301  # advisory lock serialising concurrent migrators
@@ -53,3 +56,18 @@ def run_partition_maintenance(url: str) -> None:
         conn.execute("SELECT partman.run_maintenance(p_analyze := false)")
         for table in ("rollup_progress", "rollup_pending"):
             conn.execute(f"DELETE FROM {table} WHERE hour < now() - interval '31 days'")
+
+
+def every_database(settings: Settings) -> list[str]:
+    """The home database and every database holding beacons — a sharded region's shards, not
+    its coordinator (sharding.py): what migrations and partition maintenance run on."""
+    return sharding.expand(settings.all_urls())
+
+
+def migrate_every_database(settings: Settings) -> list[str]:
+    """Migrate and maintain every database of `settings`; returns the migrations applied."""
+    applied: list[str] = []
+    for url in every_database(settings):
+        applied += migrate(url)
+        run_partition_maintenance(url)
+    return applied

@@ -6,9 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgestats_core import sharding
 from edgestats_core.config import Settings
-from edgestats_core.migrations import migrate, run_partition_maintenance
+from edgestats_core.migrations import migrate_every_database
 from edgestats_stack import gateway, postgres
 from edgestats_stack.processes import (
     Process,
@@ -51,12 +50,7 @@ def prepare_database(url: str, region_urls: tuple[tuple[str, str], ...] | None =
     EDGESTATS_REGION_DATABASES); returns the migrations applied."""
     if region_urls is None:
         region_urls = Settings.from_env(database_url=url).region_urls
-    applied: list[str] = []
-    # a sharded region's coordinator is not migrated: its shards are (sharding.py)
-    for each in sharding.expand(Settings(url, region_urls=region_urls).all_urls()):
-        applied += migrate(each)
-        run_partition_maintenance(each)
-    return applied
+    return migrate_every_database(Settings(url, region_urls=region_urls))
 
 
 def start_stack(

@@ -40,3 +40,8 @@ class Api:
         return self.http.post(
             "/analytics/v1/ingest/beacons", content=body, headers=self.auth(key)
         )
+
+    def sql(self, key: str, query: str, **body) -> httpx.Response:
+        """A Druid SQL query (`POST /analytics/v1/query/sql`), other body fields as given."""
+        return self.http.post("/analytics/v1/query/sql", json={"query": query, **body},
+                              headers=self.auth(key))

@@ -29,7 +29,6 @@ from tests.e2e.test_v1_metrics import assert_join_time_sketch
 from tests.fixtures.stack import local_cluster, migrated_database
 
 pytestmark = pytest.mark.e2e
-SQL = "/analytics/v1/query/sql"
 # customer id -> (region, seed)
 CUSTOMERS = {"c-eu": ("emea", 31), "c-asia": ("apac", 32), "c-us": ("americas", 33)}
 
@@ -133,11 +132,6 @@ def test_reseller_spanning_regions_gets_the_merged_answer(world, path, span, gra
     same(v1(world, path, world.keys["c-asia"], body), one)
 
 
-def sql(world: World, key: str, query: str):
-    return world.api.http.post(SQL, json={"query": query},
-                               headers={"Authorization": f"Bearer {key}"})
-
-
 def test_sql_reads_the_datasources_region(world: World):
     since = (world.now - timedelta(days=2)).isoformat()
     query = ('SELECT CustomerId, COUNT(*) AS n FROM "sdk-{region}-realtime"'
@@ -145,13 +139,13 @@ def test_sql_reads_the_datasources_region(world: World):
              " GROUP BY CustomerId ORDER BY CustomerId")
     recent = {c: sum(b["__time"] >= world.now - timedelta(days=2) for b in bs)
               for c, bs in world.beacons.items()}
-    mine = sql(world, world.keys["c-asia"],
+    mine = world.api.sql(world.keys["c-asia"],
                query.format(region="apac", ids="'c-asia'", since=since))
     assert mine.status_code == 200, mine.text
     assert mine.json() == [{"CustomerId": "c-asia", "n": recent["c-asia"]}]
     # a reseller without a region reads each region's datasource: only that region's data
     for region, customer in (("emea", "c-eu"), ("apac", "c-asia")):
-        got = sql(world, world.reseller_key,
+        got = world.api.sql(world.reseller_key,
                   query.format(region=region, ids="'c-eu', 'c-asia'",
                                since=since))
         assert got.status_code == 200, got.text
@@ -161,11 +155,11 @@ def test_sql_reads_the_datasources_region(world: World):
 def test_sql_naming_two_regions_is_refused(world: World):
     query = ('SELECT COUNT(*) AS n FROM "sdk-emea-realtime" WHERE CustomerId = \'c-eu\''
              ' UNION ALL SELECT COUNT(*) FROM "sdk-apac-realtime" WHERE CustomerId = \'c-asia\'')
-    got = sql(world, world.reseller_key, query)
+    got = world.api.sql(world.reseller_key, query)
     assert got.status_code == 400, got.text
     (problem,) = got.json()["detail"]
     assert problem["loc"] == ["body", "query"] and "one region" in problem["msg"], problem
     # and the region's own key still cannot name another region (403, as before)
-    other = sql(world, world.keys["c-eu"],
+    other = world.api.sql(world.keys["c-eu"],
                 'SELECT COUNT(*) FROM "sdk-apac-realtime" WHERE CustomerId = \'c-eu\'')
     assert other.status_code == 403, other.text

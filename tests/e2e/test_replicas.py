@@ -31,9 +31,9 @@ from tests import oracle
 from tests.builders import scenario, wire
 from tests.compare import assert_same
 from tests.e2e.api import Api
+from tests.e2e.test_sql_hostile import running_on
 
 pytestmark = pytest.mark.e2e
-SQL = "/analytics/v1/query/sql"
 CUSTOMER = "c-replicated"
 ME = f"CustomerId = '{CUSTOMER}'"
 SLOW = ('SELECT COUNT(*) AS n FROM "sdk-emea-realtime" a, "sdk-emea-realtime" b,'
@@ -92,9 +92,7 @@ def ingest(topology: Topology, beacons: list[dict]) -> None:
 def running(url: str) -> int:
     """SQL queries running on the server (0 when it is down)."""
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
-            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name"
-                                " LIKE 'esq:%' AND state = 'active'").fetchone()[0]
+        return running_on(url)
     except psycopg.OperationalError:
         return 0
 
@@ -105,8 +103,7 @@ def served_by(topology: Topology) -> str:
 
     def send() -> None:
         with Api(topology.api.base_url) as api:
-            api.http.post(SQL, json={"query": SLOW, "context": {"timeout": 2500}},
-                          headers=api.auth(topology.key))
+            api.sql(topology.key, SLOW, context={"timeout": 2500})
         done.set()
 
     worker = threading.Thread(target=send)

@@ -34,7 +34,6 @@ from tests.e2e.api import Api
 from tests.fixtures.stack import local_cluster
 
 pytestmark = pytest.mark.e2e
-SQL = "/analytics/v1/query/sql"
 
 
 @dataclass
@@ -145,11 +144,6 @@ def test_legacy_and_v1_answer_from_each_shard(region: Region):
                                                       reseller=True))
 
 
-def sql(region: Region, key: str, query: str):
-    return region.api.http.post(SQL, json={"query": query},
-                                headers={"Authorization": f"Bearer {key}"})
-
-
 def test_sql_runs_on_the_shard_of_the_customers_it_names(region: Region):
     since = (region.now - timedelta(days=2)).isoformat()
     query = ('SELECT CustomerId, COUNT(*) AS n FROM "sdk-americas-realtime"'
@@ -158,13 +152,13 @@ def test_sql_runs_on_the_shard_of_the_customers_it_names(region: Region):
         expected = sum(b["__time"] >= region.now - timedelta(days=2)
                        for b in region.beacons[customer])
         for who in (key, region.reseller_key):
-            got = sql(region, who, query.format(ids=f"'{customer}'", since=since))
+            got = region.api.sql(who, query.format(ids=f"'{customer}'", since=since))
             assert got.status_code == 200, got.text
             assert got.json() == [{"CustomerId": customer, "n": expected}]
     for key in (*region.keys.values(), region.reseller_key):  # no datasource: still answered
-        assert sql(region, key, "SELECT 1 AS one").json() == [{"one": 1}]
+        assert region.api.sql(key, "SELECT 1 AS one").json() == [{"one": 1}]
     both = ", ".join(f"'{c}'" for c in region.keys)
-    refused = sql(region, region.reseller_key, query.format(ids=both, since=since))
+    refused = region.api.sql(region.reseller_key, query.format(ids=both, since=since))
     assert refused.status_code == 400, refused.text
     assert "different shards" in refused.json()["detail"][0]["msg"]
 
@@ -184,7 +178,7 @@ def test_a_customer_of_another_region_does_not_pick_the_shard(region: Region):
                                   "advanced", None)
     query = ('SELECT CustomerId, COUNT(*) AS n FROM "sdk-americas-realtime"'
              f" WHERE CustomerId IN ('{customer}', '{elsewhere}') GROUP BY CustomerId")
-    got = sql(region, key, query)
+    got = region.api.sql(key, query)
     assert got.status_code == 200, got.text
     assert got.json() == [{"CustomerId": customer, "n": len(region.beacons[customer])}]
 
@@ -194,7 +188,7 @@ def test_no_cross_tenant_read_on_a_shard(region: Region):
     reader role's row-level security shows a query only its customers' rows."""
     (first, second) = list(region.keys)
     query = f'SELECT COUNT(*) AS n FROM "sdk-americas-realtime" WHERE CustomerId = \'{second}\''
-    assert sql(region, region.keys[first], query).status_code == 403
+    assert region.api.sql(region.keys[first], query).status_code == 403
     for index, shard in enumerate(region.shards):
         mine = next(c for c, i in region.shard_of.items() if i == index)
         with psycopg.connect(shard) as conn, conn.transaction():

@@ -225,15 +225,17 @@ SLOW = ("SELECT COUNT(*) AS n FROM {ds} a, {ds} b, {ds} c WHERE a.CustomerId = '
         " AND b.CustomerId = '{me}' AND c.CustomerId = '{me}'")
 
 
+def running_on(url: str) -> int:
+    """SQL queries of the SQL service running now on the server of `url`."""
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'esq:%'"
+            " AND state = 'active'").fetchone()[0]
+
+
 def running(servers: list[str]) -> int:
     """SQL queries running now on any server (a region's standby included)."""
-    total = 0
-    for url in servers:
-        with psycopg.connect(url) as conn:
-            total += conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'esq:%'"
-                " AND state = 'active'").fetchone()[0]
-    return total
+    return sum(running_on(url) for url in servers)
 
 
 def test_long_query_times_out_with_504_and_is_cancelled(api, hostile, servers) -> None:

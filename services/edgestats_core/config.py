@@ -76,7 +76,7 @@ class Settings:
     # same form, a region may repeat); see edgestats_core.replicas for when one is used.
     replica_urls: tuple[tuple[str, str], ...] = ()
     # Where the other processes serve their gRPC services, as (service, host:port) pairs
-    # (EDGESTATS_PEERS="edgestats.sql_query.v1.SqlQueryService=10.0.0.5:7001 …"): health
+    # (EDGESTATS_PEERS="edgestats.sql_query.v1.SqlQueryJsonService=10.0.0.5:7001 …"): health
     # checks of those names are answered by asking them (edgestats_core.peer_health).
     peers: tuple[tuple[str, str], ...] = ()
 

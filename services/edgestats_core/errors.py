@@ -9,7 +9,7 @@ import grpc
 
 
 class ApiError(Exception):
-    """An error with a documented JSON body (CONTRACT §9)."""
+    """An error with a documented JSON body."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     # Set when the HTTP status is not the one the gateway derives from `code`.
@@ -77,9 +77,11 @@ class NotAuthenticated(ApiError):
 
 @dataclass
 class Forbidden(ApiError):
-    """403 for a tier or reseller rule; `title` names the rule."""
+    """403 for a tier or reseller rule; `title` names the rule, `reason` is the typed
+    callers' ErrorInfo reason (TIER_FORBIDDEN, RESELLER_FORBIDDEN, KEY_FORBIDDEN, …)."""
 
     title: str = "Forbidden"
+    reason: str = "FORBIDDEN"
     code = grpc.StatusCode.PERMISSION_DENIED
 
     def body(self) -> dict:

@@ -14,14 +14,15 @@ from grpc_reflection.v1alpha import reflection
 
 from edgestats.metrics.v1 import (
     beacon_ingest_service_pb2,
-    legacy_stats_service_pb2,
+    legacy_stats_json_service_pb2,
+    metrics_json_service_pb2,
     metrics_service_pb2,
 )
-from edgestats.sql_query.v1 import sql_query_service_pb2
+from edgestats.sql_query.v1 import sql_query_json_service_pb2
 from edgestats.usage_billing.v1 import (
     oauth_service_pb2,
     usage_ingest_service_pb2,
-    usage_stats_service_pb2,
+    usage_stats_json_service_pb2,
 )
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
@@ -35,11 +36,16 @@ log = logging.getLogger(__name__)
 # reflection through the gateway (which routes it to one process) shows the whole API.
 ALL_SERVICES = tuple(
     service.full_name
-    for module in (legacy_stats_service_pb2, beacon_ingest_service_pb2, metrics_service_pb2,
-                   sql_query_service_pb2, usage_stats_service_pb2, usage_ingest_service_pb2,
-                   oauth_service_pb2)
+    for module in (legacy_stats_json_service_pb2, beacon_ingest_service_pb2,
+                   metrics_json_service_pb2, metrics_service_pb2, sql_query_json_service_pb2,
+                   usage_stats_json_service_pb2, usage_ingest_service_pb2, oauth_service_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
 )
+# The typed services: their callers get errors in the gRPC rich error model (rich_errors);
+# the JSON services' callers get the documented JSON body.
+TYPED_SERVICES = frozenset({
+    "edgestats.metrics.v1.MetricsService",
+})
 
 # Seconds in-flight calls get to finish after SIGTERM.
 GRACE_SECONDS = 10.0
@@ -51,6 +57,12 @@ class ServiceBinding:
 
     full_name: str
     add_to_server: Callable[[grpc.aio.Server], None]
+
+
+def binding(grpc_module, full_name: str, servicer: object) -> ServiceBinding:
+    """The binding of `servicer` as `full_name`, added with the generated module's adder."""
+    add = getattr(grpc_module, f"add_{full_name.rsplit('.', 1)[1]}Servicer_to_server")
+    return ServiceBinding(full_name, lambda server: add(servicer, server))
 
 
 @dataclass
@@ -75,7 +87,7 @@ async def start_server(
         workers=settings.workers,
     )
     resolver = KeyResolver(dbs.home, settings.key_cache_seconds)
-    interceptor = TenancyInterceptor(resolver, public_methods, limiter)
+    interceptor = TenancyInterceptor(resolver, public_methods, limiter, TYPED_SERVICES)
     server = grpc.aio.server(
         interceptors=[interceptor],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

@@ -414,14 +414,14 @@ class _Builder:
         path_only = self.path_only.get(method.input_type.full_name, set())
         for n, (verb, template, body) in enumerate(_bindings(rule)):
             path, path_params = _path_template(template)
-            op_id = f"{service.name}_{method.name}" + (f"_{n}" if n else "")
+            op_id = f"{tag_name(service)}_{method.name}" + (f"_{n}" if n else "")
             if op_id in self.operation_ids:
                 raise ValueError(f"duplicate operationId {op_id}")
             self.operation_ids.add(op_id)
             item = self.paths.setdefault(path, {})
             if verb in item:
                 raise ValueError(f"{verb.upper()} {path} is bound twice")
-            op: Schema = {"tags": [service.name], "operationId": op_id}
+            op: Schema = {"tags": [tag_name(service)], "operationId": op_id}
             item[verb] = op
             if comment := self.comments.get(method.full_name):
                 op["summary"] = comment.splitlines()[0]
@@ -476,6 +476,12 @@ def _document(builder: _Builder, tags: list[Schema]) -> Schema:
     }
 
 
+def tag_name(service: ServiceDescriptor) -> str:
+    """The OpenAPI tag of a JSON service: its name without `Json` (`MetricsJsonService` is
+    the gRPC name of the HTTP surface documented as `MetricsService`)."""
+    return service.name.replace("JsonService", "Service")
+
+
 def build_openapi(descriptor_set_bytes: bytes) -> dict:
     """The OpenAPI 3.0.3 document of every `edgestats.*` service in a FileDescriptorSet."""
     pool, files = _load(descriptor_set_bytes)
@@ -491,7 +497,10 @@ def build_openapi(descriptor_set_bytes: bytes) -> dict:
             builder.note_path_params(method)
     tags = []
     for service in services:
-        tags.append(_described({"name": service.name}, builder.comments.get(service.full_name)))
+        if not any(builder.options.read(m)[0] for m in service.methods):
+            continue  # a typed gRPC service: not on the HTTP surface
+        tags.append(_described({"name": tag_name(service)},
+                               builder.comments.get(service.full_name)))
         for method in service.methods:
             builder.add_method(service, method)
     return _document(builder, tags)

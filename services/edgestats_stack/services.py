@@ -19,17 +19,18 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "metrics_service",
         "metrics",
         (
-            "edgestats.metrics.v1.LegacyStatsService",
+            "edgestats.metrics.v1.LegacyStatsJsonService",
             "edgestats.metrics.v1.BeaconIngestService",
+            "edgestats.metrics.v1.MetricsJsonService",
             "edgestats.metrics.v1.MetricsService",
         ),
     ),
-    ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryService",)),
+    ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryJsonService",)),
     ServiceSpec(
         "usage_billing_service",
         "usage",
         (
-            "edgestats.usage_billing.v1.UsageStatsService",
+            "edgestats.usage_billing.v1.UsageStatsJsonService",
             "edgestats.usage_billing.v1.UsageIngestService",
             "edgestats.usage_billing.v1.OAuthService",
         ),

@@ -9,45 +9,36 @@ import psycopg
 
 from edgestats.metrics.v1 import (
     beacon_ingest_service_pb2_grpc,
-    legacy_stats_service_pb2_grpc,
+    legacy_stats_json_service_pb2_grpc,
+    metrics_json_service_pb2_grpc,
     metrics_service_pb2_grpc,
 )
 from edgestats_core import sharding
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
-from edgestats_core.server import ServiceBinding, serve_forever
+from edgestats_core.server import ServiceBinding, binding, serve_forever
 from metrics_service import (
     beacon_ingest,
     legacy_stats,
     live_rollups,
     minute_rollups,
     v1_metrics,
+    v1_typed,
 )
 
 log = logging.getLogger(__name__)
 
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
-    legacy = legacy_stats.LegacyStatsServicer(dbs, settings)
-    ingest = beacon_ingest.BeaconIngestServicer(dbs, settings)
-    metrics = v1_metrics.MetricsServicer(dbs, settings)
+    answers = v1_metrics.V1Answers(dbs, settings)
     return [
-        ServiceBinding(
-            legacy_stats.SERVICE,
-            lambda s: legacy_stats_service_pb2_grpc.add_LegacyStatsServiceServicer_to_server(
-                legacy, s
-            ),
-        ),
-        ServiceBinding(
-            beacon_ingest.SERVICE,
-            lambda s: beacon_ingest_service_pb2_grpc.add_BeaconIngestServiceServicer_to_server(
-                ingest, s
-            ),
-        ),
-        ServiceBinding(
-            v1_metrics.SERVICE,
-            lambda s: metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, s),
-        ),
+        binding(legacy_stats_json_service_pb2_grpc, legacy_stats.SERVICE,
+                legacy_stats.LegacyStatsServicer(dbs, settings)),
+        binding(beacon_ingest_service_pb2_grpc, beacon_ingest.SERVICE,
+                beacon_ingest.BeaconIngestServicer(dbs, settings)),
+        binding(metrics_json_service_pb2_grpc, v1_metrics.SERVICE,
+                v1_metrics.MetricsJsonServicer(answers)),
+        binding(metrics_service_pb2_grpc, v1_typed.SERVICE, v1_typed.MetricsServicer(answers)),
     ]
 
 

@@ -20,7 +20,7 @@ SERVICE = "edgestats.metrics.v1.BeaconIngestService"
 
 def customer_of(principal: Principal) -> str:
     if not principal.is_customer or not principal.customer_id:
-        raise Forbidden("Beacon ingestion needs a customer key")
+        raise Forbidden("Beacon ingestion needs a customer key", "KEY_KIND_FORBIDDEN")
     return principal.customer_id
 
 

@@ -64,13 +64,13 @@ def _integer(
 def customer_of(principal: Principal) -> str:
     """The Legacy Stats API is per customer: a reseller key has no customer to answer for."""
     if not principal.is_customer or not principal.customer_id:
-        raise Forbidden("The Legacy Stats API needs a customer key")
+        raise Forbidden("The Legacy Stats API needs a customer key", "KEY_KIND_FORBIDDEN")
     return principal.customer_id
 
 
 def require_tier(principal: Principal, tier: str) -> None:
     if tier == "advanced" and not principal.is_advanced:
-        raise Forbidden("This endpoint needs the Advanced tier")
+        raise Forbidden("This endpoint needs the Advanced tier", "TIER_FORBIDDEN")
 
 
 def parse(

@@ -1,12 +1,12 @@
-"""LegacyStatsService: thin adapters from the Legacy Stats API RPCs to queries and JSON bodies."""
+"""LegacyStatsJsonService: thin adapters from the Legacy Stats RPCs to queries and JSON bodies."""
 
 from __future__ import annotations
 
 import orjson
 from google.api import httpbody_pb2
 
-from edgestats.metrics.v1 import legacy_stats_service_pb2  # noqa: F401 - descriptor for reflection
-from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
+from edgestats.metrics.v1 import legacy_stats_json_service_pb2  # noqa: F401 - descriptor for reflection
+from edgestats.metrics.v1 import legacy_stats_json_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.db import Database
@@ -17,7 +17,7 @@ from edgestats_core.query.result_cache import ResultCache
 from edgestats_core.tenancy.interceptor import current_principal
 from metrics_service import legacy_params, legacy_queries
 
-SERVICE = "edgestats.metrics.v1.LegacyStatsService"
+SERVICE = "edgestats.metrics.v1.LegacyStatsJsonService"
 PUBLIC_METHODS = frozenset({f"/{SERVICE}/Ping", f"/{SERVICE}/PingDb"})
 
 
@@ -28,7 +28,7 @@ def json_body(value: object) -> httpbody_pb2.HttpBody:
 PONG = httpbody_pb2.HttpBody(content_type="text/plain", data=b"pong")
 
 
-class LegacyStatsServicer(rpc.LegacyStatsServiceServicer):
+class LegacyStatsServicer(rpc.LegacyStatsJsonServiceServicer):
     """Each method validates, queries and renders before answering; errors are documented bodies."""
 
     def __init__(self, dbs: Databases, settings: Settings) -> None:

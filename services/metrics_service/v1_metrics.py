@@ -1,4 +1,4 @@
-"""MetricsService: thin adapters from the v1 metrics RPCs and Grafana helpers to JSON bodies."""
+"""MetricsJsonService: thin adapters from the v1 metrics RPCs and Grafana helpers to JSON bodies."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from google.api import httpbody_pb2
 from google.protobuf import json_format
 
-from edgestats.metrics.v1 import metrics_service_pb2  # noqa: F401 - descriptor for reflection
-from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
+from edgestats.metrics.v1 import metrics_json_service_pb2  # noqa: F401 - descriptor for reflection
+from edgestats.metrics.v1 import metrics_json_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.db import Database
@@ -33,7 +33,7 @@ from metrics_service import live_reads, v1_rows
 from metrics_service.legacy_stats import json_body
 from metrics_service.rollup_state import coverage
 
-SERVICE = "edgestats.metrics.v1.MetricsService"
+SERVICE = "edgestats.metrics.v1.MetricsJsonService"
 
 # RPC name stem -> v1 metrics path; each has a Get<stem> and a GetReseller<stem> RPC.
 METRIC_RPCS: dict[str, str] = {
@@ -68,32 +68,47 @@ def body_of(request) -> dict:
     return body
 
 
-class MetricsServicer(rpc.MetricsServiceServicer):
-    """Each method validates and queries before answering; errors are documented bodies."""
+class V1Answers:
+    """Validates a v1 metrics body and answers it with rendered rows (the JSON rows' dicts),
+    through the result cache. Both faces of the metrics service ask it."""
 
     def __init__(self, dbs: Databases, settings: Settings) -> None:
         self.dbs = dbs
         self.settings = settings
-        self.cache: ResultCache[httpbody_pb2.HttpBody] = ResultCache(settings.result_cache_seconds)
+        self.cache: ResultCache[list[dict]] = ResultCache(settings.result_cache_seconds)
 
-    async def metric(self, request, metric: V1Metric, reseller: bool) -> httpbody_pb2.HttpBody:
+    async def rows(self, body: dict, metric: V1Metric, reseller: bool) -> list[dict]:
+        """The rows of `metric` for `body` (a JSON body's fields as Python values)."""
         now = self.settings.now()
         principal = current_principal()
-        spec = v1_spec.parse_body(body_of(request), principal, tier=metric.tier, reseller=reseller)
+        spec = v1_spec.parse_body(body, principal, tier=metric.tier, reseller=reseller)
         v1_spec.check_range(spec, now)
         # each database answers for the customers whose region it holds (a reseller's may
         # span regions); rows are per customer, so the answer is their union
         groups = await self.dbs.by_database(spec.customer_ids, principal.region_of)
 
-        async def answer() -> httpbody_pb2.HttpBody:
+        async def answer() -> list[dict]:
             parts = await asyncio.gather(*(
                 self._rows(db, replace(spec, customer_ids=customers), metric, now)
                 for db, customers in groups))
-            return json_body(v1_rows.render(spec, metric, [r for rows in parts for r in rows]))
+            return v1_rows.render(spec, metric, [r for rows in parts for r in rows])
 
         long = spec.end - spec.start >= planner.TOTALS_PREFERRED_SPAN
         ttl = self.settings.long_result_cache_seconds if long else None
         return await self.cache.get(("v1", metric.path, spec), answer, ttl)
+
+    def granularity_options(self, start: datetime, end: datetime) -> list[dict]:
+        """The Grafana granularity choices for a range (`to_date` after `from_date`)."""
+        if start >= end:
+            raise BadRequest([FieldError(("query", "to_date"),
+                                         "to_date must be later than from_date", "value_error")])
+        current_principal()
+        return layers.granularity_options(start, end, self.settings.now())
+
+    def dashboard_layer(self, start: datetime, granularity: str) -> str:
+        """The layer a dashboard should query from `start` at `granularity`."""
+        current_principal()
+        return layers.dashboard_layer(start, granularity, self.settings.now())
 
     async def _rows(self, db: Database, spec: v1_spec.V1Spec, metric: V1Metric,
                     now: datetime) -> list[dict]:
@@ -126,6 +141,16 @@ class MetricsServicer(rpc.MetricsServiceServicer):
             coarse=window.resolution_seconds % live_rows.COARSE_WIDTH == 0)
         return planner.live_plan(spec, metric, relation, params)
 
+
+class MetricsJsonServicer(rpc.MetricsJsonServiceServicer):
+    """The JSON face: the body as sent, the rows as the documented JSON array."""
+
+    def __init__(self, answers: V1Answers) -> None:
+        self.answers = answers
+
+    async def metric(self, request, metric: V1Metric, reseller: bool) -> httpbody_pb2.HttpBody:
+        return json_body(await self.answers.rows(body_of(request), metric, reseller))
+
     async def ListGrafanaGranularities(self, request, context):
         params = QueryParams(request, context)
         errors: list[FieldError] = []
@@ -133,11 +158,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         end = _epoch(params, "to_date", errors)
         if errors:
             raise BadRequest(errors)
-        if start >= end:  # type: ignore[operator]
-            raise BadRequest([FieldError(("query", "to_date"),
-                                         "to_date must be later than from_date", "value_error")])
-        current_principal()
-        return json_body(layers.granularity_options(start, end, self.settings.now()))
+        return json_body(self.answers.granularity_options(start, end))  # type: ignore[arg-type]
 
     async def GetGrafanaDataLayer(self, request, context):
         params = QueryParams(request, context)
@@ -153,8 +174,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
             errors.append(not_in_enum("query", "granularity", [grafana_value(g) for g in NAMES]))
         if errors:
             raise BadRequest(errors)
-        current_principal()
-        layer = layers.dashboard_layer(start, granularity, self.settings.now())  # type: ignore[arg-type]
+        layer = self.answers.dashboard_layer(start, granularity)  # type: ignore[arg-type]
         return json_body({"layer": layer})
 
 
@@ -179,12 +199,12 @@ def _epoch(params: QueryParams, name: str, errors: list[FieldError]) -> datetime
 def _metric_method(path: str, reseller: bool):
     metric = V1_METRICS[path]
 
-    async def method(self: MetricsServicer, request, context):
+    async def method(self: MetricsJsonServicer, request, context):
         return await self.metric(request, metric, reseller)
 
     return method
 
 
 for _stem, _path in METRIC_RPCS.items():
-    setattr(MetricsServicer, f"Get{_stem}", _metric_method(_path, reseller=False))
-    setattr(MetricsServicer, f"GetReseller{_stem}", _metric_method(_path, reseller=True))
+    setattr(MetricsJsonServicer, f"Get{_stem}", _metric_method(_path, reseller=False))
+    setattr(MetricsJsonServicer, f"GetReseller{_stem}", _metric_method(_path, reseller=True))

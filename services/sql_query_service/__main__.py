@@ -5,21 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edgestats.sql_query.v1 import sql_query_service_pb2_grpc
+from edgestats.sql_query.v1 import sql_query_json_service_pb2_grpc
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
-from edgestats_core.server import ServiceBinding, serve_forever
+from edgestats_core.server import ServiceBinding, binding, serve_forever
 from sql_query_service import sql_query
 
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
     servicer = sql_query.SqlQueryServicer(dbs, settings)
-    return [
-        ServiceBinding(
-            sql_query.SERVICE,
-            lambda s: sql_query_service_pb2_grpc.add_SqlQueryServiceServicer_to_server(servicer, s),
-        ),
-    ]
+    return [binding(sql_query_json_service_pb2_grpc, sql_query.SERVICE, servicer)]
 
 
 def main() -> None:

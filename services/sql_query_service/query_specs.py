@@ -72,7 +72,7 @@ def _context(value: object, principal: Principal) -> tuple[str, int, bool, bool]
         approximate = _flag(value["useApproximateCountDistinct"], "context")
         if not approximate and not principal.is_advanced:
             raise Forbidden(
-                "useApproximateCountDistinct cannot be changed in the lite tier"
+                "useApproximateCountDistinct cannot be changed in the lite tier", "TIER_FORBIDDEN"
             )
     skip = _flag(value["skipEmptyBuckets"], "context") if "skipEmptyBuckets" in value else False
     return query_id, timeout, approximate, skip

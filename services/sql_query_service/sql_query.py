@@ -1,12 +1,12 @@
-"""SqlQueryService: thin adapters from the SQL RPCs to the Druid-SQL pipeline and PostgreSQL."""
+"""SqlQueryJsonService: thin adapters from the SQL RPCs to the Druid-SQL pipeline and PostgreSQL."""
 
 from __future__ import annotations
 
 import orjson
 from google.api import httpbody_pb2
 
-from edgestats.sql_query.v1 import sql_query_service_pb2  # noqa: F401 - descriptor for reflection
-from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
+from edgestats.sql_query.v1 import sql_query_json_service_pb2  # noqa: F401 - descriptor for reflection
+from edgestats.sql_query.v1 import sql_query_json_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.db import Database
@@ -17,7 +17,7 @@ from sql_query_service import druid_errors, execution, query_specs, results
 from sql_query_service.druid_sql import datasources, functions, pipeline
 from sql_query_service.druid_sql.problems import SqlError
 
-SERVICE = "edgestats.sql_query.v1.SqlQueryService"
+SERVICE = "edgestats.sql_query.v1.SqlQueryJsonService"
 PUBLIC_METHODS = frozenset({f"/{SERVICE}/GetStatus"})
 STATUS = {"version": "edgestats-sql-1", "modules": []}
 
@@ -26,7 +26,7 @@ def json_body(value: object, content_type: str = "application/json") -> httpbody
     return httpbody_pb2.HttpBody(content_type=content_type, data=orjson.dumps(value))
 
 
-class SqlQueryServicer(rpc.SqlQueryServiceServicer):
+class SqlQueryServicer(rpc.SqlQueryJsonServiceServicer):
     def __init__(self, dbs: Databases, settings: Settings) -> None:
         self.dbs = dbs
         self.settings = settings

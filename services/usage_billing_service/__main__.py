@@ -8,7 +8,7 @@ import logging
 from edgestats.usage_billing.v1 import (
     oauth_service_pb2_grpc,
     usage_ingest_service_pb2_grpc,
-    usage_stats_service_pb2_grpc,
+    usage_stats_json_service_pb2_grpc,
 )
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
@@ -24,7 +24,7 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
     return [
         ServiceBinding(
             usage_stats.SERVICE,
-            lambda s: usage_stats_service_pb2_grpc.add_UsageStatsServiceServicer_to_server(
+            lambda s: usage_stats_json_service_pb2_grpc.add_UsageStatsJsonServiceServicer_to_server(
                 stats, s
             ),
         ),

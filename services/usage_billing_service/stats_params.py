@@ -60,7 +60,8 @@ class TagQuery:
 def usage_user(principal: Principal) -> str:
     """The usage user calling; any other principal (customer, reseller, role) → 403."""
     if not principal.is_usage_user or not principal.user_id:
-        raise Forbidden("Usage statistics need a usage user's key or access token")
+        raise Forbidden("Usage statistics need a usage user's key or access token",
+                        "KEY_KIND_FORBIDDEN")
     return principal.user_id
 
 

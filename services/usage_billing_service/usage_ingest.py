@@ -33,7 +33,7 @@ def event_to_item(event: pb.UsageEvent) -> dict:
 def check_role() -> None:
     """Only producers holding a usage-ingest key may record usage (CONTRACT §10)."""
     if current_principal().kind != INGEST_ROLE:
-        raise Forbidden("Usage ingestion needs a usage-ingest key")
+        raise Forbidden("Usage ingestion needs a usage-ingest key", "KEY_KIND_FORBIDDEN")
 
 
 class UsageIngestServicer(rpc.UsageIngestServiceServicer):

@@ -1,19 +1,19 @@
-"""UsageStatsService: the Statistics resource (seed 004): daily facts, tag facts, top tags."""
+"""UsageStatsJsonService: the Statistics resource (seed 004): daily facts, tag facts, top tags."""
 
 from __future__ import annotations
 
-from edgestats.usage_billing.v1 import usage_stats_service_pb2  # noqa: F401 - descriptor for reflection
-from edgestats.usage_billing.v1 import usage_stats_service_pb2_grpc as rpc
+from edgestats.usage_billing.v1 import usage_stats_json_service_pb2  # noqa: F401 - descriptor for reflection
+from edgestats.usage_billing.v1 import usage_stats_json_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.tenancy.interceptor import current_principal
 from usage_billing_service import stats_answers, stats_params, stats_queries
 from usage_billing_service.rendering import render
 
-SERVICE = "edgestats.usage_billing.v1.UsageStatsService"
+SERVICE = "edgestats.usage_billing.v1.UsageStatsJsonService"
 
 
-class UsageStatsServicer(rpc.UsageStatsServiceServicer):
+class UsageStatsServicer(rpc.UsageStatsJsonServiceServicer):
     """Each method validates, reads and renders; errors are the documented bodies."""
 
     def __init__(self, db: Database, settings: Settings) -> None:

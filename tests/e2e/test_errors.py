@@ -381,8 +381,8 @@ UNKNOWN = [
     ("DELETE", "/summary?time=1h"),
     ("POST", "/ping"),
     ("GET", "/v1/ingest/beacons"),
-    ("POST", "/edgestats.metrics.v1.LegacyStatsService/Ping"),
-    ("POST", "/edgestats.metrics.v1.LegacyStatsService/GetSummaryAggregate"),
+    ("POST", "/edgestats.metrics.v1.LegacyStatsJsonService/Ping"),
+    ("POST", "/edgestats.metrics.v1.LegacyStatsJsonService/GetSummaryAggregate"),
 ]
 
 

@@ -610,14 +610,14 @@ def test_grpc_callers_get_the_same_bytes(api, stack, world: World) -> None:
     import grpc
     from google.protobuf import struct_pb2
 
-    from edgestats.sql_query.v1 import sql_query_service_pb2 as pb
-    from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
+    from edgestats.sql_query.v1 import sql_query_json_service_pb2 as pb
+    from edgestats.sql_query.v1 import sql_query_json_service_pb2_grpc as rpc
 
     query = f'SELECT ChannelId, COUNT(*) AS n FROM "sdk-emea-realtime" WHERE {world.where()}' \
             " GROUP BY 1 ORDER BY 1"
     http = sql(api, world.key(), query)
     with grpc.insecure_channel(stack.grpc_target) as channel:
-        answer, call = rpc.SqlQueryServiceStub(channel).Query.with_call(
+        answer, call = rpc.SqlQueryJsonServiceStub(channel).Query.with_call(
             pb.QueryRequest(query=struct_pb2.Value(string_value=query)),
             metadata=(("authorization", f"Bearer {world.key()}"),))
     assert answer.data == http.content

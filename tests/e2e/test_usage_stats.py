@@ -14,8 +14,8 @@ import grpc
 import psycopg
 import pytest
 
-from edgestats.usage_billing.v1 import usage_stats_service_pb2 as pb
-from edgestats.usage_billing.v1 import usage_stats_service_pb2_grpc as rpc
+from edgestats.usage_billing.v1 import usage_stats_json_service_pb2 as pb
+from edgestats.usage_billing.v1 import usage_stats_json_service_pb2_grpc as rpc
 from edgestats_core.tenancy import oauth
 from edgestats_core.tenancy.api_keys import create_role_key, create_user_key
 from tests import usage_oracle as oracle
@@ -348,7 +348,7 @@ def test_grpc_callers_get_the_same_answers(stack, world):
     metadata = (("authorization", f"Bearer {world.a.key}"), ("x-forwarded-host", host))
     start = world.today - DAY + 10 * HOUR
     with grpc.insecure_channel(stack.grpc_target) as channel:
-        stub = rpc.UsageStatsServiceStub(channel)
+        stub = rpc.UsageStatsJsonServiceStub(channel)
         body = stub.GetStats(pb.GetStatsRequest(type="storage", view="application"),
                              metadata=metadata)
         assert body.content_type == "application/json"

@@ -12,8 +12,8 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from edgestats.metrics.v1 import metrics_json_service_pb2_grpc as rpc
 from edgestats.metrics.v1 import metrics_pb2 as pb
-from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
 from metrics_service import rollups
 from tests import oracle_v1
 from tests.builders import v1_scenario, wire
@@ -235,7 +235,7 @@ def test_lite_keeps_approximate_and_may_use_lite_endpoints(api, world):
 @pytest.fixture(scope="module")
 def stub(stack):
     with grpc.insecure_channel(stack.grpc_target) as channel:
-        yield rpc.MetricsServiceStub(channel)
+        yield rpc.MetricsJsonServiceStub(channel)
 
 
 def _value(v: object) -> struct_pb2.Value:

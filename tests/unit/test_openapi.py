@@ -52,6 +52,8 @@ def _declared_bindings(descriptor_set: bytes) -> set[tuple[str, str]]:
                 options = descriptor_pb2.MethodOptions.FromString(
                     method.options.SerializeToString()
                 )
+                if not options.HasExtension(google_annotations.http):
+                    continue  # a typed gRPC method: not on the HTTP surface
                 rule = options.Extensions[google_annotations.http]
                 for binding in [rule, *rule.additional_bindings]:
                     verb = binding.WhichOneof("pattern")

@@ -9,9 +9,9 @@ from edgestats_core.peer_health import NOT_SERVING, PeerHealth
 
 def test_a_peer_that_does_not_answer_is_not_serving():
     async def ask() -> object:
-        servicer = PeerHealth((("edgestats.sql_query.v1.SqlQueryService", "127.0.0.1:1"),))
+        servicer = PeerHealth((("edgestats.sql_query.v1.SqlQueryJsonService", "127.0.0.1:1"),))
         try:
-            return await servicer.peer_status("edgestats.sql_query.v1.SqlQueryService")
+            return await servicer.peer_status("edgestats.sql_query.v1.SqlQueryJsonService")
         finally:
             await servicer.close()
 

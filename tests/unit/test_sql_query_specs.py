@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import json_format
 
-from edgestats.sql_query.v1 import sql_query_service_pb2 as pb
+from edgestats.sql_query.v1 import sql_query_json_service_pb2 as pb
 from edgestats_core.errors import BadRequest, Forbidden
 from edgestats_core.tenancy.principals import Principal
 from sql_query_service import query_specs

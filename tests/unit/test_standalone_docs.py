@@ -78,7 +78,7 @@ def _offences(text: str, patterns: list[re.Pattern[str]]) -> list[str]:
 def test_the_scanned_files_exist() -> None:
     texts = _user_texts()
     assert "README.md" in texts and "docs/v1-metrics.md" in texts
-    assert "protos/edgestats/metrics/v1/legacy_stats_service.proto" in texts
+    assert "protos/edgestats/metrics/v1/legacy_stats_json_service.proto" in texts
     assert all(f"docs/{name}" in texts for name in API_REFERENCE_DOCS)
 
 

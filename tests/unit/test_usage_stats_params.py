@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edgestats.usage_billing.v1 import usage_stats_service_pb2 as pb
+from edgestats.usage_billing.v1 import usage_stats_json_service_pb2 as pb
 from edgestats_core.errors import BadRequest, Forbidden, NotFound
 from edgestats_core.tenancy.principals import Principal
 from usage_billing_service import stats_params

@@ -100,11 +100,11 @@ def _customers(body: dict, principal: Principal, path_is_reseller: bool,
 
 def _check_access(principal: Principal, path_is_reseller: bool, tier: str) -> None:
     if path_is_reseller and principal.kind != "reseller":
-        raise Forbidden("The reseller metrics need a reseller key")
+        raise Forbidden("The reseller metrics need a reseller key", "KEY_KIND_FORBIDDEN")
     if principal.kind not in ("customer", "reseller"):
-        raise Forbidden("The metrics need a customer or reseller key")
+        raise Forbidden("The metrics need a customer or reseller key", "KEY_KIND_FORBIDDEN")
     if tier == "advanced" and not principal.is_advanced:
-        raise Forbidden("This endpoint needs the Advanced tier")
+        raise Forbidden("This endpoint needs the Advanced tier", "TIER_FORBIDDEN")
 
 
 def parse_body(body: object, principal: Principal, *, tier: str, reseller: bool) -> V1Spec:
@@ -147,7 +147,7 @@ def parse_body(body: object, principal: Principal, *, tier: str, reseller: bool)
     if errors:
         raise BadRequest(errors)
     if principal.kind == "reseller" and any(c not in principal.customers for c in customers):
-        raise Forbidden("The reseller may only query its own customers")
+        raise Forbidden("The reseller may only query its own customers", "CUSTOMER_FORBIDDEN")
     return V1Spec(
         customer_ids=customers, start=start, end=end, granularity=granularity,  # type: ignore[arg-type]
         filters=tuple(filters), data_layer=layer,  # type: ignore[arg-type]

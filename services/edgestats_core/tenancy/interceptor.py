@@ -17,6 +17,7 @@ from contextvars import ContextVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from edgestats_core import rich_errors
 from edgestats_core.db import Database
 from edgestats_core.errors import (
     ApiError,
@@ -92,14 +93,18 @@ def add_response_header(name: str, value: str) -> None:
     headers.append((name.lower(), value))
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: ApiError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext, error: ApiError, typed: bool) -> None:
     """Abort with the documented JSON body as grpc-message (the gateway makes it the HTTP body);
-    response headers travel as trailing metadata, which the gateway turns into headers."""
-    trailing = list(_headers.get() or ())
-    if error.http_status:
-        trailing.append(("x-http-status", str(error.http_status)))
+    response headers travel as trailing metadata, which the gateway turns into headers.
+    A `typed` service's caller gets the rich error model instead (rich_errors)."""
+    trailing: list[tuple[str, str | bytes]] = list(_headers.get() or ())
     if isinstance(error, TooManyRequests):
         trailing.append(("retry-after", str(error.retry_after)))
+    if typed:
+        code, message, details = rich_errors.abort_arguments(error)
+        await context.abort(code, message, trailing_metadata=(*trailing, details))
+    if error.http_status:
+        trailing.append(("x-http-status", str(error.http_status)))
     await context.abort(error.code, error.message(), trailing_metadata=tuple(trailing))
 
 
@@ -115,11 +120,12 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(
         self, resolver: KeyResolver, public_methods: frozenset[str],
-        limiter: RateLimiter | None = None,
+        limiter: RateLimiter | None = None, typed_services: frozenset[str] = frozenset(),
     ) -> None:
         self.resolver = resolver
         self.public_methods = public_methods
         self.limiter = limiter
+        self.typed_services = typed_services  # their callers get the rich error model
 
     async def intercept_service(
         self,
@@ -139,7 +145,8 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
             if principal is not None and self.limiter is not None:
                 self.check_rate(principal)
 
-        return _wrap(handler, enter)
+        typed = details.method.split("/")[1] in self.typed_services
+        return _wrap(handler, enter, typed)
 
 
     def check_rate(self, principal: Principal) -> None:
@@ -179,7 +186,7 @@ def _check_decoded(request: object) -> None:
 @asynccontextmanager
 async def _answering(
     context: grpc.aio.ServicerContext, request: object, enter: Callable[[], Awaitable[None]],
-    behavior: object,
+    behavior: object, typed: bool,
 ) -> AsyncIterator[None]:
     """Resolve the principal, then run the call; domain errors become their documented
     bodies, anything else a bare 500 (logged, never leaked)."""
@@ -188,22 +195,22 @@ async def _answering(
         _check_decoded(request)
         yield
     except ApiError as error:
-        await abort_with(context, error)
+        await abort_with(context, error, typed)
     except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
         if isinstance(exc, grpc.aio.AbortError):
             raise
         log.exception("unhandled error in %s", behavior)
-        await abort_with(context, ApiError())
+        await abort_with(context, ApiError(), typed)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
+def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], typed: bool):
     """The same kind of handler, resolving the principal first and mapping errors."""
     deserializer = _tolerant(handler.request_deserializer)
     if handler.unary_unary:
         behavior = handler.unary_unary
 
         async def unary(request, context):
-            async with _answering(context, request, enter, behavior):
+            async with _answering(context, request, enter, behavior, typed):
                 response = await behavior(request, context)
                 await send_headers(context)
                 return response
@@ -215,7 +222,7 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]]):
         behavior = handler.unary_stream
 
         async def stream(request, context):
-            async with _answering(context, request, enter, behavior):
+            async with _answering(context, request, enter, behavior, typed):
                 first = True
                 async for item in behavior(request, context):
                     if first:  # computed before the first message: headers go with it

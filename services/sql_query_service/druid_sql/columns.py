@@ -100,8 +100,8 @@ def check(tree: exp.Expression, principal: Principal, scans: list[Scan]) -> None
         known = BY_DRUID.get(column.name)
         if known is not None and known.tier == "advanced" and not principal.is_advanced:
             raise forbidden(
-                f"Column {column.name} is not available in the {principal.tier} tier"
-            )
+                f"Column {column.name} is not available in the {principal.tier} tier",
+                "TIER_FORBIDDEN")
         if known is None and column.name not in defined:
             raise SqlError(f"Unknown column '{column.name}'", *_position(column))
     _check_layer(scans)

@@ -76,7 +76,8 @@ def check(scans: list[Scan], principal: Principal) -> tuple[str, ...]:
                 raise SqlError("The CustomerId filter must compare with string literals")
             others = sorted(set(values) - allowed)
             if others:
-                raise forbidden(f"CustomerId {others[0]} is not one of your customers")
+                raise forbidden(f"CustomerId {others[0]} is not one of your customers",
+                                "CUSTOMER_FORBIDDEN")
         # a scan's rows match every filter of it: the customers of its narrowest one
         named |= set(min(found, key=len))
     return tuple(sorted(named))

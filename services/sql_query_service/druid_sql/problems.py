@@ -30,9 +30,9 @@ class SqlError(ApiError):
         return {"detail": [item]}
 
 
-def forbidden(rule: str) -> Forbidden:
-    """403 naming the rule or the column (CONTRACT §7)."""
-    return Forbidden(rule)
+def forbidden(rule: str, reason: str) -> Forbidden:
+    """403 naming the rule or the column (CONTRACT §7); `reason` for typed callers."""
+    return Forbidden(rule, reason)
 
 
 def invalid(msg: str) -> SqlError:

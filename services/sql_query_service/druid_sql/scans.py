@@ -45,8 +45,8 @@ def _datasource(table: exp.Table, principal: Principal) -> Datasource:
         raise SqlError(f"Unknown datasource '{table.sql(dialect='druid')}'", *_position(table))
     if principal.region and source.region != principal.region:
         raise forbidden(
-            f"Datasource {source.name} is not in your region: use sdk-{principal.region}-*"
-        )
+            f"Datasource {source.name} is not in your region: use sdk-{principal.region}-*",
+            "REGION_FORBIDDEN")
     return source
 
 

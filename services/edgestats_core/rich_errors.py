@@ -1,0 +1,102 @@
+"""The gRPC rich error model for typed callers: a google.rpc.Status with details.
+
+The JSON surface carries the documented JSON body as grpc-message (the gateway makes it the
+HTTP body); a typed service's caller gets instead a readable message and, in the
+`grpc-status-details-bin` trailer, BadRequest field violations, an ErrorInfo reason
+(TIER_FORBIDDEN, RATE_LIMITED, …) and, for errors worth retrying, RetryInfo.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from edgestats_core.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    GatewayTimeout,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unavailable,
+)
+
+DOMAIN = "edgestats"
+# Where a field error's location starts (the JSON surface's "body", "query", "path").
+_PLACES = ("body", "query", "path")
+# ErrorInfo reasons of the errors that do not carry their own.
+_REASONS: dict[type[ApiError], str] = {
+    BadRequest: "INVALID_ARGUMENT",
+    NotAuthenticated: "NOT_AUTHENTICATED",
+    NotFound: "NOT_FOUND",
+    Unavailable: "DATABASE_UNAVAILABLE",
+    PayloadTooLarge: "PAYLOAD_TOO_LARGE",
+    GatewayTimeout: "QUERY_TIMEOUT",
+    TooManyRequests: "RATE_LIMITED",
+}
+# Seconds a caller waits before retrying an unavailable database.
+UNAVAILABLE_RETRY_SECONDS = 1
+
+
+def field_path(loc: list | tuple) -> str:
+    """`["body", "filter", "channel_id"]` → `filter.channel_id` (the typed request's field)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _PLACES:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _packed(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def reason_of(error: ApiError) -> str:
+    """The ErrorInfo reason: the error's own (Forbidden), else one per kind."""
+    if isinstance(error, Forbidden):
+        return error.reason
+    for kind in type(error).__mro__:
+        if kind in _REASONS:
+            return _REASONS[kind]
+    return error.code.name
+
+
+def status_of(error: ApiError) -> status_pb2.Status:
+    """The google.rpc.Status a typed caller receives for `error`."""
+    body = error.body()
+    detail = body.get("detail")
+    details = []
+    if isinstance(detail, list):  # field errors: one violation each
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=field_path(item.get("loc", ())), description=str(item.get("msg", "")),
+                reason=str(item.get("type", "")))
+            for item in detail if isinstance(item, dict)
+        ]
+        details.append(_packed(error_details_pb2.BadRequest(field_violations=violations)))
+        message = "; ".join(f"{v.field or 'request'}: {v.description}" for v in violations)
+    else:
+        message = str(body.get("title") or detail or error.code.name)
+    info = error_details_pb2.ErrorInfo(reason=reason_of(error), domain=DOMAIN)
+    details.insert(0, _packed(info))
+    retry = None
+    if isinstance(error, TooManyRequests):
+        retry = error.retry_after
+    elif isinstance(error, Unavailable):
+        retry = UNAVAILABLE_RETRY_SECONDS
+    if retry is not None:
+        delay = duration_pb2.Duration(seconds=retry)
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return status_pb2.Status(code=error.code.value[0], message=message, details=details)
+
+
+def abort_arguments(error: ApiError) -> tuple[grpc.StatusCode, str, tuple[str, bytes]]:
+    """Code, message and the `grpc-status-details-bin` trailer to abort a typed call with."""
+    status = status_of(error)
+    return error.code, status.message, (rpc_status.GRPC_DETAILS_METADATA_KEY,
+                                         status.SerializeToString())

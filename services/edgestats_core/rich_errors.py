@@ -66,6 +66,15 @@ def reason_of(error: ApiError) -> str:
     return error.code.name
 
 
+def retry_seconds(error: ApiError) -> int | None:
+    """Seconds to wait before retrying `error`'s call; None when a retry will not help."""
+    if isinstance(error, TooManyRequests):
+        return error.retry_after
+    if isinstance(error, Unavailable):
+        return UNAVAILABLE_RETRY_SECONDS
+    return None
+
+
 def status_of(error: ApiError) -> status_pb2.Status:
     """The google.rpc.Status a typed caller receives for `error`."""
     body = error.body()
@@ -84,19 +93,21 @@ def status_of(error: ApiError) -> status_pb2.Status:
         message = str(body.get("title") or detail or error.code.name)
     info = error_details_pb2.ErrorInfo(reason=reason_of(error), domain=DOMAIN)
     details.insert(0, _packed(info))
-    retry = None
-    if isinstance(error, TooManyRequests):
-        retry = error.retry_after
-    elif isinstance(error, Unavailable):
-        retry = UNAVAILABLE_RETRY_SECONDS
+    retry = retry_seconds(error)
     if retry is not None:
         delay = duration_pb2.Duration(seconds=retry)
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=error.code.value[0], message=message, details=details)
 
 
-def abort_arguments(error: ApiError) -> tuple[grpc.StatusCode, str, tuple[str, bytes]]:
-    """Code, message and the `grpc-status-details-bin` trailer to abort a typed call with."""
+def abort_arguments(error: ApiError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, object], ...]]:
+    """Code, message and trailers to abort a typed call with: `grpc-status-details-bin`, and
+    for a retryable error `grpc-retry-pushback-ms`, which gRPC's own retry policy honours
+    (the same delay as RetryInfo)."""
     status = status_of(error)
-    return error.code, status.message, (rpc_status.GRPC_DETAILS_METADATA_KEY,
-                                         status.SerializeToString())
+    trailers: list[tuple[str, object]] = [
+        (rpc_status.GRPC_DETAILS_METADATA_KEY, status.SerializeToString())]
+    retry = retry_seconds(error)
+    if retry is not None:
+        trailers.append(("grpc-retry-pushback-ms", str(retry * 1000)))
+    return error.code, status.message, tuple(trailers)

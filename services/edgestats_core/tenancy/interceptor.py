@@ -101,8 +101,8 @@ async def abort_with(context: grpc.aio.ServicerContext, error: ApiError, typed: 
     if isinstance(error, TooManyRequests):
         trailing.append(("retry-after", str(error.retry_after)))
     if typed:
-        code, message, details = rich_errors.abort_arguments(error)
-        await context.abort(code, message, trailing_metadata=(*trailing, details))
+        code, message, trailers = rich_errors.abort_arguments(error)
+        await context.abort(code, message, trailing_metadata=(*trailing, *trailers))
     if error.http_status:
         trailing.append(("x-http-status", str(error.http_status)))
     await context.abort(error.code, error.message(), trailing_metadata=tuple(trailing))

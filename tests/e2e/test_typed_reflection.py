@@ -69,7 +69,7 @@ def reachable(name: str, known: dict[str, object]) -> set[str]:
 
 def test_the_typed_services_are_routed_by_the_gateway():
     routed = {name for spec in SERVICES for name in spec.grpc_services}
-    assert TYPED_SERVICES <= routed
+    assert routed >= TYPED_SERVICES
     assert "edgestats.metrics.v1.MetricsService" in TYPED_SERVICES
 
 

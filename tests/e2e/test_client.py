@@ -10,11 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from edgestats_client import connect, error_details, timestamp
 
 from edgestats.metrics.v1 import metrics_service_pb2 as pb
 from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
 from edgestats.metrics.v1 import types_pb2 as types
+from edgestats_client import connect, error_details, timestamp
 from edgestats_stack.stack import start_stack
 from tests.builders import v1_scenario, wire
 

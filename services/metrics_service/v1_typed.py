@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC
+from datetime import UTC, datetime
 
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from edgestats.metrics.v1 import metrics_service_pb2 as pb
@@ -31,6 +32,9 @@ RESPONSES: dict[str, type[Message]] = {
 }
 FILTER_FIELDS = ("source", "channel_id", "bitrate", "stream_id", "stream_uri", "stream_state",
                  "representation_id")
+# response message -> its row message
+_ROW_CLASSES: dict[type[Message], type[Message]] = {
+    cls: type(cls().rows.add()) for cls in RESPONSES.values()}
 LAYER_NAMES = {"realtime": types_pb2.DATA_LAYER_REALTIME,
                "historical-minute": types_pb2.DATA_LAYER_HISTORICAL_MINUTE,
                "historical-hour": types_pb2.DATA_LAYER_HISTORICAL_HOUR}
@@ -108,17 +112,14 @@ def typed_fields(call: Callable):
 
 def response_of(cls: type[Message], rows: list[dict]) -> Message:
     """Rendered rows as a typed response: the timestamp as a Timestamp, null as absent."""
-    response = cls()
+    row_class = _ROW_CLASSES[cls]
+    typed = []
     for row in rows:
-        item = response.rows.add()
-        for key, value in row.items():
-            if value is None:
-                continue
-            if key == "timestamp":
-                item.timestamp.FromJsonString(value)
-            else:
-                setattr(item, key, value)
-    return response
+        fields = {k: v for k, v in row.items() if v is not None}
+        moment = datetime.fromisoformat(fields["timestamp"])  # whole seconds, UTC
+        fields["timestamp"] = timestamp_pb2.Timestamp(seconds=int(moment.timestamp()))
+        typed.append(row_class(**fields))
+    return cls(rows=typed)
 
 
 class MetricsServicer(rpc.MetricsServiceServicer):

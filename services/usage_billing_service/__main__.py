@@ -18,7 +18,8 @@ from usage_billing_service import oauth_tokens, usage_ingest, usage_stats
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
     db = dbs.home  # usage events, facts, accounts and OAuth clients are not regional
-    stats = usage_stats.UsageStatsServicer(db, settings)
+    answers = usage_stats.UsageAnswers(db, settings)
+    stats = usage_stats.UsageStatsServicer(answers)
     ingest = usage_ingest.UsageIngestServicer(db, settings)
     tokens = oauth_tokens.OAuthServicer(db, settings)
     return [

@@ -33,6 +33,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "edgestats.usage_billing.v1.UsageStatsJsonService",
             "edgestats.usage_billing.v1.UsageIngestService",
             "edgestats.usage_billing.v1.OAuthService",
+            "edgestats.usage_billing.v1.UsageStatsService",
         ),
     ),
 )

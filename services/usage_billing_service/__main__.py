@@ -9,16 +9,18 @@ from edgestats.usage_billing.v1 import (
     oauth_service_pb2_grpc,
     usage_ingest_service_pb2_grpc,
     usage_stats_json_service_pb2_grpc,
+    usage_stats_service_pb2_grpc,
 )
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
-from edgestats_core.server import ServiceBinding, serve_forever
-from usage_billing_service import oauth_tokens, usage_ingest, usage_stats
+from edgestats_core.server import ServiceBinding, binding, serve_forever
+from usage_billing_service import oauth_tokens, usage_ingest, usage_stats, usage_typed
 
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
     db = dbs.home  # usage events, facts, accounts and OAuth clients are not regional
-    stats = usage_stats.UsageStatsServicer(db, settings)
+    answers = usage_stats.UsageAnswers(db, settings)
+    stats = usage_stats.UsageStatsServicer(answers)
     ingest = usage_ingest.UsageIngestServicer(db, settings)
     tokens = oauth_tokens.OAuthServicer(db, settings)
     return [
@@ -38,6 +40,8 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
             oauth_tokens.SERVICE,
             lambda s: oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server(tokens, s),
         ),
+        binding(usage_stats_service_pb2_grpc, usage_typed.SERVICE,
+                usage_typed.UsageStatsServicer(answers)),
     ]
 
 

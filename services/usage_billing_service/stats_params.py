@@ -65,7 +65,8 @@ def usage_user(principal: Principal) -> str:
     return principal.user_id
 
 
-def _metadata(context) -> dict[str, str]:
+def metadata_of(context) -> dict[str, str]:
+    """The call's text metadata (headers), by name."""
     return {key: value for key, value in (context.invocation_metadata() or ())
             if isinstance(value, str)}
 
@@ -83,15 +84,32 @@ def base_url(metadata: dict[str, str]) -> str:
 def path_segment(metadata: dict[str, str], index: int, name: str, fallback: str) -> str:
     """A path segment of the original request (a query parameter of the same name cannot
     override it), or the request field for native gRPC callers."""
+    return no_nul("path", name, _path_value(metadata, index, fallback))
+
+
+def _path_value(metadata: dict[str, str], index: int, fallback: str) -> str:
     path = metadata.get("x-envoy-original-path")
-    value = fallback
-    if path is not None:
-        parts = urlsplit(path).path.split("/")
-        value = unquote(parts[index]) if len(parts) > index else fallback
-    if "\x00" in value:  # PostgreSQL text cannot hold NUL: bad input, not a failed query
-        raise BadRequest([FieldError(("path", name), "must not contain NUL characters",
+    if path is None:
+        return fallback
+    parts = urlsplit(path).path.split("/")
+    return unquote(parts[index]) if len(parts) > index else fallback
+
+
+def no_nul(where: str, name: str, value: str) -> str:
+    """PostgreSQL text cannot hold NUL: bad input, not a failed query."""
+    if "\x00" in value:
+        raise BadRequest([FieldError((where, name), "must not contain NUL characters",
                                      "value_error")])
     return value
+
+
+class FieldParams(QueryParams):
+    """The parameters of a JSON face request message built by another face (the typed one):
+    its fields as they are, no query string to prefer."""
+
+    def __init__(self, request) -> None:
+        self.request = request
+        self.query = None
 
 
 def _choice(params: QueryParams, name: str, allowed: list[str], default: str | None
@@ -154,13 +172,20 @@ def rendering(params: QueryParams, metadata: dict[str, str]) -> Rendering:
 
 
 def parse_stats(request, context, principal: Principal) -> StatsQuery:
-    params, metadata = QueryParams(request, context), _metadata(context)
+    params, metadata = QueryParams(request, context), metadata_of(context)
     user_id = usage_user(principal)
     kind = path_segment(metadata, 3, "type", request.type)
     if kind not in TYPES:
         raise NotFound()
     start = parse_iso("from_date", params.get("from_date"))
     end = parse_iso("to_date", params.get("to_date"))
+    return stats_query(user_id, kind, start, end, params, metadata)
+
+
+def stats_query(user_id: str, kind: str, start: datetime | None, end: datetime | None,
+                params: QueryParams, metadata: dict[str, str]) -> StatsQuery:
+    """The checks after the bounds are parsed (the typed face has them as instants): their
+    order, then the other parameters."""
     _check_order(start, end)
     return StatsQuery(
         user_id=user_id, type=kind, view=_choice(params, "view", VIEWS, "user"),
@@ -172,16 +197,24 @@ def parse_stats(request, context, principal: Principal) -> StatsQuery:
 
 
 def parse_tags(request, context, principal: Principal, tag: bool) -> TagQuery:
-    params, metadata = QueryParams(request, context), _metadata(context)
+    params, metadata = QueryParams(request, context), metadata_of(context)
     user_id = usage_user(principal)
     start = parse_epoch_ms("from_date", params.get("from_date"))
     end = parse_epoch_ms("to_date", params.get("to_date"))
+    return tag_query(user_id, _path_value(metadata, 5, request.tag) if tag else None,
+                     start, end, params, metadata)
+
+
+def tag_query(user_id: str, tag: str | None, start: datetime | None, end: datetime | None,
+              params: QueryParams, metadata: dict[str, str]) -> TagQuery:
+    """The checks after the bounds are parsed: their order, the tag (None: the top tags),
+    then the other parameters."""
     _check_order(start, end)
     return TagQuery(
         user_id=user_id,
-        tag=path_segment(metadata, 5, "tag", request.tag) if tag else None,
+        tag=no_nul("path", "tag", tag) if tag is not None else None,
         application_id=params.get("application_id") or None,
-        aggregate=tag and _choice(params, "action", ACTIONS, None) == "aggregate",
+        aggregate=tag is not None and _choice(params, "action", ACTIONS, None) == "aggregate",
         from_date=start, to_date=end, base_url=base_url(metadata),
         rendering=rendering(params, metadata),
     )

@@ -18,7 +18,7 @@ from edgestats.metrics.v1 import (
     metrics_json_service_pb2,
     metrics_service_pb2,
 )
-from edgestats.sql_query.v1 import sql_query_json_service_pb2
+from edgestats.sql_query.v1 import sql_query_json_service_pb2, sql_query_service_pb2
 from edgestats.usage_billing.v1 import (
     oauth_service_pb2,
     usage_ingest_service_pb2,
@@ -40,7 +40,7 @@ ALL_SERVICES = tuple(
     for module in (legacy_stats_json_service_pb2, beacon_ingest_service_pb2,
                    metrics_json_service_pb2, metrics_service_pb2, sql_query_json_service_pb2,
                    usage_stats_json_service_pb2, usage_ingest_service_pb2, oauth_service_pb2,
-                   usage_stats_service_pb2)
+                   usage_stats_service_pb2, sql_query_service_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
 )
 # The typed services: their callers get errors in the gRPC rich error model (rich_errors);
@@ -48,6 +48,7 @@ ALL_SERVICES = tuple(
 TYPED_SERVICES = frozenset({
     "edgestats.metrics.v1.MetricsService",
     "edgestats.usage_billing.v1.UsageStatsService",
+    "edgestats.sql_query.v1.SqlQueryService",
 })
 
 # Seconds in-flight calls get to finish after SIGTERM.

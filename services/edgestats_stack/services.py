@@ -25,7 +25,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "edgestats.metrics.v1.MetricsService",
         ),
     ),
-    ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryJsonService",)),
+    ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryJsonService",
+                                             "edgestats.sql_query.v1.SqlQueryService")),
     ServiceSpec(
         "usage_billing_service",
         "usage",

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edgestats.sql_query.v1 import sql_query_json_service_pb2_grpc
+from edgestats.sql_query.v1 import sql_query_json_service_pb2_grpc, sql_query_service_pb2_grpc
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, binding, serve_forever
-from sql_query_service import sql_query
+from sql_query_service import sql_query, sql_typed
 
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
-    servicer = sql_query.SqlQueryServicer(dbs, settings)
-    return [binding(sql_query_json_service_pb2_grpc, sql_query.SERVICE, servicer)]
+    queries = sql_query.SqlQueries(dbs, settings)
+    return [binding(sql_query_json_service_pb2_grpc, sql_query.SERVICE,
+                    sql_query.SqlQueryServicer(queries)),
+            binding(sql_query_service_pb2_grpc, sql_typed.SERVICE,
+                    sql_typed.SqlQueryServicer(queries))]
 
 
 def main() -> None:

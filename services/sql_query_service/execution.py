@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from dataclasses import dataclass
 
 import grpc
 import psycopg
@@ -39,6 +40,15 @@ class QueryCancelled(ApiError):
 
     def body(self) -> dict:
         return {"detail": "Query cancelled"}
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query's answer: its column names and PostgreSQL type oids, and its rows."""
+
+    names: list[str]
+    type_oids: list[int]
+    rows: list[tuple]
 
 
 def application_name(principal: Principal, query_id: str) -> str:
@@ -91,8 +101,8 @@ def _translate_error(error: psycopg.Error) -> ApiError | None:
 
 async def run(
     db: Database, translation: Translation, spec: QuerySpec, principal: Principal
-) -> tuple[list[str], list[tuple]]:
-    """(column names, rows) of the query, run read-only as the reader role."""
+) -> Result:
+    """The columns and rows of the query, run read-only as the reader role."""
     async with db.connection() as conn:
         try:
             async with conn.transaction(), conn.cursor() as cur:
@@ -117,7 +127,7 @@ async def run(
                     live = await cur.fetchone()
                     sql = translation.render(rolled, tuple(live) if live else None)
                 await cur.execute(sql)
-                names = [c.name for c in cur.description or []]
+                columns = cur.description or []
                 rows = await cur.fetchall()
         except psycopg.Error as error:
             translated = _translate_error(error)
@@ -126,7 +136,7 @@ async def run(
             raise translated from None
     if len(rows) > ROW_CAP:
         raise SqlError(f"The result has more than {ROW_CAP:,} rows: add a LIMIT or aggregate")
-    return names, rows
+    return Result([c.name for c in columns], [c.type_code for c in columns], rows)
 
 
 async def cancel(db: Database, principal: Principal, query_id: str) -> bool:

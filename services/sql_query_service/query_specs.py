@@ -88,18 +88,29 @@ def _parameters(value: object) -> tuple:
 
 def parse(request, principal: Principal) -> QuerySpec:
     """Validate the request fields; unknown fields were already dropped by the gateway."""
-    query = _value(request, "query")
+    return spec_of(
+        principal, _value(request, "query"), _value(request, "context"),
+        _value(request, "result_format"), _value(request, "header"),
+        _value(request, "parameters"),
+    )
+
+
+def spec_of(
+    principal: Principal, query: object, context: object = None, result_format: object = None,
+    header: object = None, parameters: object = None,
+) -> QuerySpec:
+    """Validate a request's fields as JSON values (None: not sent); the typed face sends the
+    JSON its request stands for."""
     if query is None:
         raise BadRequest([missing("body", "query")])
     if not isinstance(query, str):
         raise _type_error("query", "str type expected")
-    query_id, timeout, approximate, skip = _context(_value(request, "context"), principal)
-    result_format = _value(request, "result_format") or "object"
+    query_id, timeout, approximate, skip = _context(context, principal)
+    result_format = result_format or "object"
     if result_format not in RESULT_FORMATS:
         raise BadRequest([not_in_enum("body", "resultFormat", RESULT_FORMATS)])
-    header = _value(request, "header")
     return QuerySpec(
         query, query_id, timeout, approximate, skip, str(result_format),
         False if header is None else _flag(header, "header"),
-        _parameters(_value(request, "parameters")),
+        _parameters(parameters),
     )

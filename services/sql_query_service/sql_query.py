@@ -26,7 +26,10 @@ def json_body(value: object, content_type: str = "application/json") -> httpbody
     return httpbody_pb2.HttpBody(content_type=content_type, data=orjson.dumps(value))
 
 
-class SqlQueryServicer(rpc.SqlQueryJsonServiceServicer):
+class SqlQueries:
+    """What both faces of the SQL endpoint ask: one validated query translated, checked and
+    run on its database (the JSON face renders the rows, the typed face converts them)."""
+
     def __init__(self, dbs: Databases, settings: Settings) -> None:
         self.dbs = dbs
         self.settings = settings
@@ -59,25 +62,38 @@ class SqlQueryServicer(rpc.SqlQueryJsonServiceServicer):
         customer = (translation.named or translation.customers or (None,))[0]
         return await self.dbs.reader(principal.region, customer)
 
+    async def run(self, spec: query_specs.QuerySpec, principal: Principal) -> execution.Result:
+        """The answer to a validated query: translated, checked and run read-only."""
+        options = functions.Options(
+            self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
+        )
+        translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
+        db = await self.database(translation, principal)
+        return await execution.run(db, translation, spec, principal)
+
+    async def cancel(self, principal: Principal, query_id: str) -> None:
+        """Cancel the caller's running query with this id, on whichever database runs it;
+        404 when none does."""
+        cancelled = [await execution.cancel(db, principal, query_id) for db in self.dbs.all()]
+        if not any(cancelled):
+            raise NotFound()
+
+
+class SqlQueryServicer(rpc.SqlQueryJsonServiceServicer):
+    def __init__(self, queries: SqlQueries) -> None:
+        self.queries = queries
+
     async def Query(self, request, context):
         with druid_errors.for_path(context):
             principal = current_principal()
             spec = query_specs.parse(request, principal)
-            options = functions.Options(
-                self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
-            )
-            translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
-            db = await self.database(translation, principal)
-            names, rows = await execution.run(db, translation, spec, principal)
-            body = results.render(names, rows, spec.result_format, spec.header)
+            result = await self.queries.run(spec, principal)
+            body = results.render(result.names, result.rows, spec.result_format, spec.header)
         add_response_header("x-druid-sql-query-id", spec.query_id)  # sent with success only
         return body
 
     async def CancelQuery(self, request, context):
-        principal = current_principal()
-        cancelled = [await execution.cancel(db, principal, request.id) for db in self.dbs.all()]
-        if not any(cancelled):
-            raise NotFound()
+        await self.queries.cancel(current_principal(), request.id)
         add_response_header("x-http-status", "202")  # errors.lua sets the status
         return httpbody_pb2.HttpBody(content_type="application/json", data=b"")
 

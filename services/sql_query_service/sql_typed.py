@@ -1,0 +1,194 @@
+"""SqlQueryService: the typed face of the SQL endpoint for gRPC callers.
+
+A typed request becomes the JSON values it stands for, validated by the JSON face's
+query_specs; translation, tenancy checks, timeout, cancel registry and row cap are the
+JSON face's (SqlQueries). The same rows become typed values: a number, text or boolean
+as the JSON face prints it, a timestamp as a Timestamp to the millisecond. Field errors
+name the typed request's fields (`context.sql_query_id`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+from google.protobuf import struct_pb2
+from psycopg.postgres import types as pg_types
+
+from edgestats.sql_query.v1 import sql_query_service_pb2 as pb
+from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
+from edgestats_core.errors import BadRequest, FieldError
+from edgestats_core.tenancy.interceptor import current_principal
+from edgestats_core.tenancy.principals import Principal
+from sql_query_service import execution, query_specs, results
+from sql_query_service.druid_sql import datasources
+from sql_query_service.sql_query import SqlQueries
+
+SERVICE = "edgestats.sql_query.v1.SqlQueryService"
+# rows per QueryStream message
+STREAM_BATCH = 1_000
+
+# the JSON context keys of the typed context's fields
+CONTEXT_KEYS = {"sqlQueryId": "sql_query_id", "timeout": "timeout",
+                "useApproximateCountDistinct": "use_approximate_count_distinct",
+                "skipEmptyBuckets": "skip_empty_buckets"}
+# a parameter of unspecified type: the type of its value
+VALUE_TYPES = {"long_value": "BIGINT", "double_value": "DOUBLE", "string_value": "VARCHAR",
+               "bool_value": "BOOLEAN", "timestamp_value": "TIMESTAMP", "null_value": "VARCHAR"}
+# PostgreSQL type name -> the SQL type callers see
+COLUMN_TYPES = {
+    "int8": pb.SQL_TYPE_BIGINT, "int4": pb.SQL_TYPE_INTEGER, "int2": pb.SQL_TYPE_INTEGER,
+    "float8": pb.SQL_TYPE_DOUBLE, "float4": pb.SQL_TYPE_FLOAT, "numeric": pb.SQL_TYPE_DECIMAL,
+    "bool": pb.SQL_TYPE_BOOLEAN, "timestamp": pb.SQL_TYPE_TIMESTAMP,
+    "timestamptz": pb.SQL_TYPE_TIMESTAMP, "date": pb.SQL_TYPE_DATE,
+    "text": pb.SQL_TYPE_VARCHAR, "varchar": pb.SQL_TYPE_VARCHAR, "bpchar": pb.SQL_TYPE_VARCHAR,
+    "name": pb.SQL_TYPE_VARCHAR,
+}
+UNKNOWN_OID = 705  # an untyped literal ('a'), text to PostgreSQL
+
+
+def _instant(stamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def context_of(request: pb.SqlQueryRequest) -> dict:
+    """The JSON query context a typed context stands for."""
+    context = request.context
+    out: dict = {}
+    if context.HasField("sql_query_id"):
+        out["sqlQueryId"] = context.sql_query_id
+    if context.HasField("timeout"):
+        out["timeout"] = context.timeout.ToMilliseconds()
+    if context.HasField("use_approximate_count_distinct"):
+        out["useApproximateCountDistinct"] = context.use_approximate_count_distinct
+    if context.HasField("skip_empty_buckets"):
+        out["skipEmptyBuckets"] = context.skip_empty_buckets
+    return out
+
+
+def parameter_of(parameter: pb.SqlParameter) -> dict:
+    """The JSON `{"type", "value"}` a typed parameter stands for (no value: no "value",
+    which the JSON face refuses)."""
+    kind = parameter.WhichOneof("value")
+    if parameter.type:
+        try:
+            name = pb.SqlType.Name(parameter.type).removeprefix("SQL_TYPE_")
+        except ValueError:  # refused as an unsupported type
+            name = str(parameter.type)
+    else:
+        name = VALUE_TYPES.get(kind or "", "VARCHAR")
+    out: dict = {"type": name}
+    if kind == "null_value":
+        out["value"] = None
+    elif kind == "timestamp_value":
+        out["value"] = _instant(parameter.timestamp_value).replace(tzinfo=None).isoformat(" ")
+    elif kind is not None:
+        out["value"] = getattr(parameter, kind)
+    return out
+
+
+def typed_loc(error: FieldError) -> FieldError:
+    """A field error of the JSON body, located on the typed request: a context key's error
+    on its typed field."""
+    if error.loc == ("body", "context"):
+        for key, field in CONTEXT_KEYS.items():
+            if error.msg.startswith(key):
+                return replace(error, loc=("body", "context", field))
+    return error
+
+
+def spec_of(request: pb.SqlQueryRequest, principal: Principal) -> query_specs.QuerySpec:
+    """The validated query a typed request asks (an empty query is a missing one)."""
+    try:
+        return query_specs.spec_of(
+            principal, request.query or None, context_of(request),
+            parameters=[parameter_of(p) for p in request.parameters],
+        )
+    except BadRequest as error:
+        raise BadRequest([typed_loc(e) for e in error.errors]) from None
+
+
+def column_type(oid: int) -> int:
+    """The SQL type of a PostgreSQL type oid."""
+    if oid == UNKNOWN_OID:
+        return pb.SQL_TYPE_VARCHAR
+    info = pg_types.get(oid)
+    if info is None:
+        return pb.SQL_TYPE_OTHER
+    if info.array_oid == oid:
+        return pb.SQL_TYPE_ARRAY
+    return COLUMN_TYPES.get(info.name, pb.SQL_TYPE_OTHER)
+
+
+def columns_of(result: execution.Result) -> list[pb.Column]:
+    return [pb.Column(name=name, type=column_type(oid))
+            for name, oid in zip(result.names, result.type_oids, strict=True)]
+
+
+def fill(out: pb.SqlValue, item: object) -> None:
+    """One PostgreSQL value as a typed value: what the JSON face prints, typed."""
+    if isinstance(item, date):
+        stamp = item if isinstance(item, datetime) else datetime(item.year, item.month, item.day)
+        stamp = stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        out.timestamp_value.FromDatetime(stamp.replace(microsecond=stamp.microsecond // 1000
+                                                       * 1000))
+        return
+    if isinstance(item, list | tuple):
+        out.array_value.SetInParent()
+        for each in item:
+            fill(out.array_value.values.add(), each)
+        return
+    printed = results.value(item)
+    if printed is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(printed, bool):
+        out.bool_value = printed
+    elif isinstance(printed, int):
+        out.long_value = printed
+    elif isinstance(printed, float):
+        out.double_value = printed
+    else:
+        out.string_value = str(printed)
+
+
+def rows_of(result: execution.Result) -> list[pb.Row]:
+    rows = []
+    for row in result.rows:
+        typed = pb.Row()
+        for item in row:
+            fill(typed.values.add(), item)
+        rows.append(typed)
+    return rows
+
+
+class SqlQueryServicer(rpc.SqlQueryServiceServicer):
+    """The typed SQL endpoint: the same answers as the JSON face, as messages."""
+
+    def __init__(self, queries: SqlQueries) -> None:
+        self.queries = queries
+
+    async def answer(self, request) -> tuple[query_specs.QuerySpec, execution.Result]:
+        principal = current_principal()
+        spec = spec_of(request, principal)
+        return spec, await self.queries.run(spec, principal)
+
+    async def Query(self, request, context):
+        spec, result = await self.answer(request)
+        return pb.SqlQueryResponse(query_id=spec.query_id, columns=columns_of(result),
+                                   rows=rows_of(result))
+
+    async def QueryStream(self, request, context) -> AsyncIterator[pb.SqlQueryStreamResponse]:
+        spec, result = await self.answer(request)
+        rows = rows_of(result)  # a value that cannot be converted fails before the first message
+        yield pb.SqlQueryStreamResponse(query_id=spec.query_id, columns=columns_of(result))
+        for start in range(0, len(rows), STREAM_BATCH):
+            yield pb.SqlQueryStreamResponse(rows=rows[start:start + STREAM_BATCH])
+
+    async def CancelQuery(self, request, context):
+        await self.queries.cancel(current_principal(), request.query_id)
+        return pb.CancelSqlQueryResponse()
+
+    async def ListDatasources(self, request, context):
+        return pb.ListSqlDatasourcesResponse(
+            datasources=datasources.names_for(current_principal()))

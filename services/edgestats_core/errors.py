@@ -14,6 +14,8 @@ class ApiError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     # Set when the HTTP status is not the one the gateway derives from `code`.
     http_status: int | None = None
+    # The typed callers' ErrorInfo reason when the kind of error does not say it all.
+    reason: str | None = None
 
     def body(self) -> dict:
         return {"detail": "Internal Server Error"}

@@ -16,7 +16,6 @@ from grpc_status import rpc_status
 from edgestats_core.errors import (
     ApiError,
     BadRequest,
-    Forbidden,
     GatewayTimeout,
     NotAuthenticated,
     NotFound,
@@ -57,8 +56,8 @@ def _packed(message) -> any_pb2.Any:
 
 
 def reason_of(error: ApiError) -> str:
-    """The ErrorInfo reason: the error's own (Forbidden), else one per kind."""
-    if isinstance(error, Forbidden):
+    """The ErrorInfo reason: the error's own (Forbidden, QueryCancelled), else one per kind."""
+    if error.reason:
         return error.reason
     for kind in type(error).__mro__:
         if kind in _REASONS:

@@ -37,6 +37,7 @@ class QueryCancelled(ApiError):
 
     code = grpc.StatusCode.INVALID_ARGUMENT
     http_status = 400
+    reason = "QUERY_CANCELLED"
 
     def body(self) -> dict:
         return {"detail": "Query cancelled"}

@@ -397,5 +397,6 @@ def test_cancel_a_running_query(stack, sql, world, servers):
     cancelled = result["error"]
     assert cancelled.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert cancelled.details() == "Query cancelled"
+    assert rich(cancelled)[0].reason == "QUERY_CANCELLED"
     assert refused(sql.CancelQuery, cancel, world.key()).code() == grpc.StatusCode.NOT_FOUND
     assert running(servers) == 0

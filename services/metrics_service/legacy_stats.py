@@ -1,4 +1,6 @@
-"""LegacyStatsJsonService: thin adapters from the Legacy Stats RPCs to queries and JSON bodies."""
+"""LegacyStatsJsonService: thin adapters from the Legacy Stats RPCs to JSON bodies, and
+LegacyAnswers, the validation, queries and result cache it shares with the typed face
+(legacy_typed.LegacyStatsServicer)."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ from bench.common import (
 from bench.v1_latency import CUSTOMER, DAYS, load, roll_up
 from edgestats.metrics.v1 import metrics_service_pb2 as metrics
 from edgestats.metrics.v1 import types_pb2 as types
+from edgestats.sql_query.v1 import sql_query_service_pb2 as sql
 from edgestats_client import connect, timestamp
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO, prepare_database
@@ -84,18 +85,33 @@ def timed(call: Callable[[], int], runs: int) -> tuple[list[float], int]:
 
 
 def report(label: str, face: str, latencies: list[float], size: int, rows: int) -> None:
-    print(f"  {label:<28} {face:<22} p50 {percentile(latencies, 50) * 1000:7.1f} ms"
+    print(f"  {label:<28} {face:<18} p50 {percentile(latencies, 50) * 1000:7.1f} ms"
           f"   p99 {percentile(latencies, 99) * 1000:7.1f} ms   {size:>10,} bytes"
           f"   {rows:,} rows")
 
 
-def series_cases(client, http: HttpConnection, end: datetime, runs: int) -> None:
+def compare(faces: dict[str, Callable[[], int]], label: str, runs: int, rows: int) -> None:
+    """Time the faces alternately (both see the same machine) and print each against JSON."""
+    results: dict[str, tuple[list[float], int]] = {face: ([], 0) for face in faces}
+    for _ in range(runs):
+        for face, call in faces.items():
+            latencies, size = timed(call, 1)
+            results[face] = (results[face][0] + latencies, size)
+    base_latency = statistics.median(results["JSON"][0])
+    for face, (latencies, size) in results.items():
+        report(label, face, sorted(latencies), size, rows)
+        if face != "JSON":
+            print(f"  {'':<28} {face}: {base_latency / statistics.median(latencies):.2f}×"
+                  f" the speed of JSON, {size / results['JSON'][1]:.2f}× its bytes")
+
+
+def series_cases(client, http: HttpConnection, loop: asyncio.AbstractEventLoop, end: datetime,
+                 runs: int) -> None:
     start = end - timedelta(days=30)
     body = json.dumps({"from_date": start.isoformat(), "to_date": end.isoformat(),
                        "granularity": "hour"}).encode()
     request = metrics.GetMetricRequest(from_date=timestamp(start), to_date=timestamp(end),
                                        granularity=types.GRANULARITY_HOUR)
-    loop = asyncio.new_event_loop()
     for path, rpc, key in (("audience", "GetAudience", "audience"),
                            ("viewing_time", "GetViewingTime", "total_viewing_time")):
         def json_call(path: str = path) -> int:
@@ -112,18 +128,8 @@ def series_cases(client, http: HttpConnection, end: datetime, runs: int) -> None
         expected = [row[key] for row in orjson.loads(data)]
         got = [getattr(r, key) for r in getattr(client.metrics, rpc)(request).rows]
         assert got == expected, f"{path}: the faces disagree"
-        faces = {"JSON": json_call, "typed": typed_call}
-        results = {face: ([], 0) for face in faces}
-        for _ in range(runs):  # alternate, so that both see the same machine
-            for face, call in faces.items():
-                latencies, size = timed(call, 1)
-                results[face] = (results[face][0] + latencies, size)
-        for face, (latencies, size) in results.items():
-            report(f"30 d hourly {path}", face, sorted(latencies), size, len(expected))
-        ratio = (statistics.median(results["JSON"][0])
-                 / statistics.median(results["typed"][0]))
-        print(f"  {'':<28} typed is {ratio:.2f}× the speed of JSON,"
-              f" {results['typed'][1] / results['JSON'][1]:.2f}× its bytes")
+        compare({"JSON": json_call, "typed": typed_call}, f"30 d hourly {path}", runs,
+                len(expected))
 
 
 def main() -> None:
@@ -141,16 +147,46 @@ def main() -> None:
         with running_stack(url, env) as stack:
             http = HttpConnection(stack.http_url, {"authorization": f"Bearer {key}"})
             print(f"typed vs JSON, {args.runs} calls of each, one at a time; {machine_note()}")
+            loop = asyncio.new_event_loop()  # the HTTP connection's
             with connect(stack.grpc_target, key) as client:
-                series_cases(client, http, end, args.runs)
-                sql_cases(client, http, args.runs)
+                series_cases(client, http, loop, end, args.runs)
+                sql_cases(client, http, loop, end, args.runs)
     finally:
         if not args.keep_db:
             postgres.drop_database(admin, DATABASE)
 
 
-def sql_cases(client, http: HttpConnection, runs: int) -> None:
-    """Filled in with the typed SQL service."""
+def sql_cases(client, http: HttpConnection, loop: asyncio.AbstractEventLoop, end: datetime,
+              runs: int) -> None:
+    """10,000 raw beacons of the last day as rows of five columns, both faces."""
+    text = ('SELECT __time, SessionId, Source, TotalDownlinkThroughput, PlayingTime'
+            f' FROM "sdk-emea-realtime" WHERE CustomerId = \'{CUSTOMER.customer_id}\''
+            f" AND __time >= TIMESTAMP '{(end - timedelta(days=1)):%Y-%m-%d %H:%M:%S}'"
+            f" ORDER BY __time, SessionId LIMIT {SQL_ROWS}")
+    body = json.dumps({"query": text}).encode()
+    request = sql.SqlQueryRequest(query=text)
+
+    def json_call() -> int:
+        status, data = loop.run_until_complete(http.post("/analytics/v1/query/sql", body))
+        assert status == 200, data
+        orjson.loads(data)
+        return len(data)
+
+    def typed_call() -> int:
+        return client.sql.Query(request).ByteSize()
+
+    def stream_call() -> int:
+        return sum(m.ByteSize() for m in client.sql.QueryStream(request))
+
+    status, data = loop.run_until_complete(http.post("/analytics/v1/query/sql", body))
+    expected = orjson.loads(data)
+    typed = client.sql.Query(request)
+    assert len(expected) == len(typed.rows) == SQL_ROWS, (len(expected), len(typed.rows))
+    assert [r["SessionId"] for r in expected] == [r.values[1].string_value for r in typed.rows]
+    streamed = [r for m in client.sql.QueryStream(request) for r in m.rows]
+    assert streamed == list(typed.rows), "QueryStream and Query disagree"
+    compare({"JSON": json_call, "typed Query": typed_call, "typed QueryStream": stream_call},
+            f"SQL {SQL_ROWS:,} rows", runs, SQL_ROWS)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,16 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc, metrics_service_pb2_grpc
+from edgestats.sql_query.v1 import sql_query_service_pb2_grpc
+from edgestats.usage_billing.v1 import usage_ingest_service_pb2_grpc, usage_stats_service_pb2_grpc
 
 __all__ = ["Client", "ErrorDetails", "connect", "error_details", "timestamp"]
 
-SERVICES = ("edgestats.metrics.v1.MetricsService", "edgestats.metrics.v1.BeaconIngestService")
+SERVICES = (
+    "edgestats.metrics.v1.MetricsService", "edgestats.metrics.v1.BeaconIngestService",
+    "edgestats.sql_query.v1.SqlQueryService", "edgestats.usage_billing.v1.UsageStatsService",
+    "edgestats.usage_billing.v1.UsageIngestService",
+)
 RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
 
@@ -81,11 +87,17 @@ class Client:
 
     channel: grpc.Channel
     metrics: metrics_service_pb2_grpc.MetricsServiceStub = field(init=False)
+    sql: sql_query_service_pb2_grpc.SqlQueryServiceStub = field(init=False)
+    usage: usage_stats_service_pb2_grpc.UsageStatsServiceStub = field(init=False)
     ingest: beacon_ingest_service_pb2_grpc.BeaconIngestServiceStub = field(init=False)
+    usage_ingest: usage_ingest_service_pb2_grpc.UsageIngestServiceStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = metrics_service_pb2_grpc.MetricsServiceStub(self.channel)
+        self.sql = sql_query_service_pb2_grpc.SqlQueryServiceStub(self.channel)
+        self.usage = usage_stats_service_pb2_grpc.UsageStatsServiceStub(self.channel)
         self.ingest = beacon_ingest_service_pb2_grpc.BeaconIngestServiceStub(self.channel)
+        self.usage_ingest = usage_ingest_service_pb2_grpc.UsageIngestServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()

@@ -29,6 +29,15 @@ class QueryParams:
     def __init__(self, request, context: grpc.aio.ServicerContext) -> None:
         self.request = request
         self.query = original_query(context)
+        self.values: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, values: dict[str, str]) -> QueryParams:
+        """Parameters given as strings by name (query and path alike): a typed request's
+        fields spelled as the JSON face's parameters."""
+        params = cls.__new__(cls)
+        params.request, params.query, params.values = None, None, dict(values)
+        return params
 
     def get(self, name: str, text: bool = True) -> str | None:
         """A query parameter; `text` values (used as SQL parameters) may not contain NUL."""
@@ -43,6 +52,8 @@ class QueryParams:
         return _checked("path", name, self._field(name))
 
     def _field(self, name: str) -> str | None:
+        if self.values is not None:
+            return self.values.get(name)
         return getattr(self.request, name) if self.request.HasField(name) else None
 
 

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from edgestats.metrics.v1 import (
     beacon_ingest_service_pb2,
     legacy_stats_json_service_pb2,
+    legacy_stats_service_pb2,
     metrics_json_service_pb2,
     metrics_service_pb2,
 )
@@ -40,13 +41,14 @@ ALL_SERVICES = tuple(
     for module in (legacy_stats_json_service_pb2, beacon_ingest_service_pb2,
                    metrics_json_service_pb2, metrics_service_pb2, sql_query_json_service_pb2,
                    usage_stats_json_service_pb2, usage_ingest_service_pb2, oauth_service_pb2,
-                   usage_stats_service_pb2, sql_query_service_pb2)
+                   usage_stats_service_pb2, sql_query_service_pb2, legacy_stats_service_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
 )
 # The typed services: their callers get errors in the gRPC rich error model (rich_errors);
 # the JSON services' callers get the documented JSON body.
 TYPED_SERVICES = frozenset({
     "edgestats.metrics.v1.MetricsService",
+    "edgestats.metrics.v1.LegacyStatsService",
     "edgestats.usage_billing.v1.UsageStatsService",
     "edgestats.sql_query.v1.SqlQueryService",
 })

@@ -23,6 +23,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "edgestats.metrics.v1.BeaconIngestService",
             "edgestats.metrics.v1.MetricsJsonService",
             "edgestats.metrics.v1.MetricsService",
+            "edgestats.metrics.v1.LegacyStatsService",
         ),
     ),
     ServiceSpec("sql_query_service", "sql", ("edgestats.sql_query.v1.SqlQueryJsonService",

@@ -10,6 +10,7 @@ import psycopg
 from edgestats.metrics.v1 import (
     beacon_ingest_service_pb2_grpc,
     legacy_stats_json_service_pb2_grpc,
+    legacy_stats_service_pb2_grpc,
     metrics_json_service_pb2_grpc,
     metrics_service_pb2_grpc,
 )
@@ -20,6 +21,7 @@ from edgestats_core.server import ServiceBinding, binding, serve_forever
 from metrics_service import (
     beacon_ingest,
     legacy_stats,
+    legacy_typed,
     live_rollups,
     minute_rollups,
     v1_metrics,
@@ -31,14 +33,17 @@ log = logging.getLogger(__name__)
 
 def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
     answers = v1_metrics.V1Answers(dbs, settings)
+    legacy = legacy_stats.LegacyAnswers(dbs, settings)
     return [
         binding(legacy_stats_json_service_pb2_grpc, legacy_stats.SERVICE,
-                legacy_stats.LegacyStatsServicer(dbs, settings)),
+                legacy_stats.LegacyStatsServicer(legacy)),
         binding(beacon_ingest_service_pb2_grpc, beacon_ingest.SERVICE,
                 beacon_ingest.BeaconIngestServicer(dbs, settings)),
         binding(metrics_json_service_pb2_grpc, v1_metrics.SERVICE,
                 v1_metrics.MetricsJsonServicer(answers)),
         binding(metrics_service_pb2_grpc, v1_typed.SERVICE, v1_typed.MetricsServicer(answers)),
+        binding(legacy_stats_service_pb2_grpc, legacy_typed.SERVICE,
+                legacy_typed.LegacyStatsServicer(legacy)),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,10 +81,12 @@ def parse(
     *,
     source: str = "none",
     paginate: bool = False,
+    problems: Sequence[FieldError] = (),
 ) -> LegacyQuery:
-    """Validate `time`, `source` (required|optional|none), pagination and scope filters."""
+    """Validate `time`, `source` (required|optional|none), pagination and scope filters;
+    `problems` are the caller's own findings, refused together with the parameters' errors."""
     customer_id = customer_of(principal)
-    errors: list[FieldError] = []
+    errors: list[FieldError] = list(problems)
     time = params.get("time", text=False)
     if time is None:
         errors.append(missing("query", "time"))
@@ -116,9 +119,10 @@ def parse(
 
 
 def parse_stats(
-    params: QueryParams, principal: Principal, now: datetime, metric: StatMetric
+    params: QueryParams, principal: Principal, now: datetime, metric: StatMetric,
+    problems: Sequence[FieldError] = (),
 ) -> LegacyQuery:
     """Tier first (403), then parameters (400)."""
     customer_of(principal)
     require_tier(principal, metric.tier)
-    return parse(params, principal, now, source=metric.source)
+    return parse(params, principal, now, source=metric.source, problems=problems)

@@ -1,6 +1,10 @@
-"""LegacyStatsJsonService: thin adapters from the Legacy Stats RPCs to queries and JSON bodies."""
+"""LegacyStatsJsonService: thin adapters from the Legacy Stats RPCs to JSON bodies, and
+LegacyAnswers, the validation, queries and result cache it shares with the typed face
+(legacy_typed.LegacyStatsServicer)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import orjson
 from google.api import httpbody_pb2
@@ -10,6 +14,7 @@ from edgestats.metrics.v1 import legacy_stats_json_service_pb2_grpc as rpc
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.db import Database
+from edgestats_core.errors import FieldError
 from edgestats_core.http_query import QueryParams
 from edgestats_core.metrics.definitions import STAT_METRICS
 from edgestats_core.query import planner
@@ -28,17 +33,16 @@ def json_body(value: object) -> httpbody_pb2.HttpBody:
 PONG = httpbody_pb2.HttpBody(content_type="text/plain", data=b"pong")
 
 
-class LegacyStatsServicer(rpc.LegacyStatsJsonServiceServicer):
-    """Each method validates, queries and renders before answering; errors are documented bodies."""
+class LegacyAnswers:
+    """Validates Legacy Stats parameters and answers them with the rendered JSON values
+    (rows, the paginated shape or points), through the result cache: identical questions
+    (same tenant, scope and window) share one execution. Both faces of the Legacy Stats
+    API ask it."""
 
     def __init__(self, dbs: Databases, settings: Settings) -> None:
         self.dbs = dbs
         self.settings = settings
-        # identical queries (same tenant, scope and window) share one execution
-        self.cache: ResultCache[httpbody_pb2.HttpBody] = ResultCache(settings.result_cache_seconds)
-
-    async def Ping(self, request, context):
-        return PONG
+        self.cache: ResultCache[object] = ResultCache(settings.result_cache_seconds)
 
     def ttl(self, query) -> float | None:
         """Windows of 6 h and more keep an answer longer (Settings.long_result_cache_seconds)."""
@@ -46,29 +50,68 @@ class LegacyStatsServicer(rpc.LegacyStatsJsonServiceServicer):
             return self.settings.long_result_cache_seconds
         return None
 
-    async def PingDb(self, request, context):
-        for db in self.dbs.primaries():
-            await db.ping()
-        return PONG
-
     async def db(self) -> Database:
         """The database of the caller's data (the legacy API is per customer)."""
         principal = current_principal()
         return await self.dbs.reader(principal.region, principal.customer_id)
 
-    async def _summary(self, request, context, level: str):
-        params = QueryParams(request, context)
-        query = legacy_params.parse(params, current_principal(), self.settings.now(), paginate=True)
-
+    async def summaries(self, params: QueryParams, level: str,
+                        problems: Sequence[FieldError] = ()) -> list[dict]:
+        """The summary rows of `level` (channel, stream, representation), or the paginated
+        shape (a one-element list) when the parameters ask for pages."""
+        query = legacy_params.parse(params, current_principal(), self.settings.now(),
+                                    paginate=True, problems=problems)
         db = await self.db()
 
-        async def answer() -> httpbody_pb2.HttpBody:
+        async def answer() -> list[dict]:
             rows = await legacy_queries.summary_rows(db, query, level)
             if query.paginated:
-                return json_body(legacy_queries.paginate(rows, query.per_page, query.page))
-            return json_body(rows)
+                return legacy_queries.paginate(rows, query.per_page, query.page)
+            return rows
 
         return await self.cache.get(("summary", level, query), answer, self.ttl(query))
+
+    async def aggregate(self, params: QueryParams, problems: Sequence[FieldError] = ()) -> dict:
+        """The whole scope's summary row, keyed `aggregate`."""
+        query = legacy_params.parse(params, current_principal(), self.settings.now(),
+                                    problems=problems)
+        db = await self.db()
+
+        async def answer() -> dict:
+            return await legacy_queries.summary_aggregate(db, query)
+
+        return await self.cache.get(("aggregate", query), answer, self.ttl(query))
+
+    async def points(self, params: QueryParams, metric_name: str, last: bool,
+                     problems: Sequence[FieldError] = ()) -> list[dict]:
+        """The points of a STAT_METRICS series (only the latest when `last`)."""
+        metric = STAT_METRICS[metric_name]
+        query = legacy_params.parse_stats(params, current_principal(), self.settings.now(),
+                                          metric, problems)
+        db = await self.db()
+
+        async def answer() -> list[dict]:
+            return await legacy_queries.stat_points(db, query, metric, last)
+
+        return await self.cache.get((metric_name, last, query), answer, self.ttl(query))
+
+
+class LegacyStatsServicer(rpc.LegacyStatsJsonServiceServicer):
+    """The JSON face: the query parameters as sent, the answers as documented JSON bodies."""
+
+    def __init__(self, answers: LegacyAnswers) -> None:
+        self.answers = answers
+
+    async def Ping(self, request, context):
+        return PONG
+
+    async def PingDb(self, request, context):
+        for db in self.answers.dbs.primaries():
+            await db.ping()
+        return PONG
+
+    async def _summary(self, request, context, level: str):
+        return json_body(await self.answers.summaries(QueryParams(request, context), level))
 
     async def ListChannelSummaries(self, request, context):
         return await self._summary(request, context, "channel")
@@ -80,28 +123,13 @@ class LegacyStatsServicer(rpc.LegacyStatsJsonServiceServicer):
         return await self._summary(request, context, "representation")
 
     async def GetSummaryAggregate(self, request, context):
-        params = QueryParams(request, context)
-        query = legacy_params.parse(params, current_principal(), self.settings.now())
-        db = await self.db()
-
-        async def answer() -> httpbody_pb2.HttpBody:
-            return json_body([await legacy_queries.summary_aggregate(db, query)])
-
-        return await self.cache.get(("aggregate", query), answer, self.ttl(query))
+        return json_body([await self.answers.aggregate(QueryParams(request, context))])
 
 
 def _stat_method(metric_name: str, last: bool):
-    metric = STAT_METRICS[metric_name]
-
     async def method(self: LegacyStatsServicer, request, context):
         params = QueryParams(request, context)
-        query = legacy_params.parse_stats(params, current_principal(), self.settings.now(), metric)
-        db = await self.db()
-
-        async def answer() -> httpbody_pb2.HttpBody:
-            return json_body(await legacy_queries.stat_points(db, query, metric, last))
-
-        return await self.cache.get((metric_name, last, query), answer, self.ttl(query))
+        return json_body(await self.answers.points(params, metric_name, last))
 
     return method
 

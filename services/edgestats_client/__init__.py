@@ -27,14 +27,19 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc, metrics_service_pb2_grpc
+from edgestats.metrics.v1 import (
+    beacon_ingest_service_pb2_grpc,
+    legacy_stats_service_pb2_grpc,
+    metrics_service_pb2_grpc,
+)
 from edgestats.sql_query.v1 import sql_query_service_pb2_grpc
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2_grpc, usage_stats_service_pb2_grpc
 
 __all__ = ["Client", "ErrorDetails", "connect", "error_details", "timestamp"]
 
 SERVICES = (
-    "edgestats.metrics.v1.MetricsService", "edgestats.metrics.v1.BeaconIngestService",
+    "edgestats.metrics.v1.MetricsService", "edgestats.metrics.v1.LegacyStatsService",
+    "edgestats.metrics.v1.BeaconIngestService",
     "edgestats.sql_query.v1.SqlQueryService", "edgestats.usage_billing.v1.UsageStatsService",
     "edgestats.usage_billing.v1.UsageIngestService",
 )
@@ -87,6 +92,7 @@ class Client:
 
     channel: grpc.Channel
     metrics: metrics_service_pb2_grpc.MetricsServiceStub = field(init=False)
+    legacy: legacy_stats_service_pb2_grpc.LegacyStatsServiceStub = field(init=False)
     sql: sql_query_service_pb2_grpc.SqlQueryServiceStub = field(init=False)
     usage: usage_stats_service_pb2_grpc.UsageStatsServiceStub = field(init=False)
     ingest: beacon_ingest_service_pb2_grpc.BeaconIngestServiceStub = field(init=False)
@@ -94,6 +100,7 @@ class Client:
 
     def __post_init__(self) -> None:
         self.metrics = metrics_service_pb2_grpc.MetricsServiceStub(self.channel)
+        self.legacy = legacy_stats_service_pb2_grpc.LegacyStatsServiceStub(self.channel)
         self.sql = sql_query_service_pb2_grpc.SqlQueryServiceStub(self.channel)
         self.usage = usage_stats_service_pb2_grpc.UsageStatsServiceStub(self.channel)
         self.ingest = beacon_ingest_service_pb2_grpc.BeaconIngestServiceStub(self.channel)

@@ -103,15 +103,6 @@ def no_nul(where: str, name: str, value: str) -> str:
     return value
 
 
-class FieldParams(QueryParams):
-    """The parameters of a JSON face request message built by another face (the typed one):
-    its fields as they are, no query string to prefer."""
-
-    def __init__(self, request) -> None:
-        self.request = request
-        self.query = None
-
-
 def _choice(params: QueryParams, name: str, allowed: list[str], default: str | None
             ) -> str | None:
     value = params.get(name)

@@ -1,7 +1,7 @@
 """UsageStatsService: the typed face of the Statistics resource for gRPC callers.
 
-A typed request becomes the JSON face's request message (enums as the query parameters'
-words) plus its bounds as instants, checked by the same validation (stats_params) and
+A typed request becomes the JSON face's query parameters (enums as their words) plus its
+bounds as instants, checked by the same validation (stats_params) and
 answered by the same reads and builders (usage_stats.UsageAnswers); the answer's facts
 become typed records, key by key. The JSON face's field errors are located on
 `["query", name]` (`["path", "tag"]`): the typed request's fields have the same names, so
@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 
-from edgestats.usage_billing.v1 import usage_stats_json_service_pb2 as json_pb
 from edgestats.usage_billing.v1 import usage_stats_service_pb2 as pb
 from edgestats.usage_billing.v1 import usage_stats_service_pb2_grpc as rpc
 from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
+from edgestats_core.http_query import QueryParams
 from edgestats_core.tenancy.interceptor import current_principal
 from usage_billing_service import stats_params
-from usage_billing_service.stats_params import FieldParams, metadata_of, usage_user
+from usage_billing_service.stats_params import metadata_of, usage_user
 from usage_billing_service.usage_stats import UsageAnswers
 
 SERVICE = "edgestats.usage_billing.v1.UsageStatsService"
@@ -93,11 +93,11 @@ class UsageStatsServicer(rpc.UsageStatsServiceServicer):
         user_id = usage_user(current_principal())
         kind = _usage_type(request)
         start, end = _instant(request, "from_date"), _instant(request, "to_date")
-        as_json = json_pb.GetStatsRequest(type=kind, **_fields(
+        params = QueryParams.of(_fields(type=kind,
             view=enum_text(pb.UsageView, "USAGE_VIEW_", request.view),
             action=enum_text(pb.UsageAction, "USAGE_ACTION_", request.action),
             current_subscription="true" if request.current_subscription else None))
-        query = stats_params.stats_query(user_id, kind, start, end, FieldParams(as_json),
+        query = stats_params.stats_query(user_id, kind, start, end, params,
                                          metadata_of(context))
         return response_of(pb.UsageStatsResponse, await self.answers.stats(query))
 
@@ -106,20 +106,20 @@ class UsageStatsServicer(rpc.UsageStatsServiceServicer):
         start, end = _instant(request, "from_date"), _instant(request, "to_date")
         if not request.tag:
             raise BadRequest([missing("path", "tag")])
-        as_json = json_pb.GetTagStatsRequest(tag=request.tag, **_fields(
+        params = QueryParams.of(_fields(tag=request.tag,
             application_id=(request.application_id if request.HasField("application_id")
                             else None),
             action=enum_text(pb.UsageAction, "USAGE_ACTION_", request.action)))
-        query = stats_params.tag_query(user_id, request.tag, start, end, FieldParams(as_json),
+        query = stats_params.tag_query(user_id, request.tag, start, end, params,
                                        metadata_of(context))
         return response_of(pb.TagStatsResponse, await self.answers.tag_stats(query))
 
     async def GetTopTags(self, request: pb.TopTagsRequest, context):
         user_id = usage_user(current_principal())
         start, end = _instant(request, "from_date"), _instant(request, "to_date")
-        as_json = json_pb.GetTopTagsRequest(**_fields(
+        params = QueryParams.of(_fields(
             application_id=(request.application_id if request.HasField("application_id")
                             else None)))
-        query = stats_params.tag_query(user_id, None, start, end, FieldParams(as_json),
+        query = stats_params.tag_query(user_id, None, start, end, params,
                                        metadata_of(context))
         return response_of(pb.TopTagsResponse, await self.answers.top_tags(query))

@@ -11,13 +11,12 @@ from datetime import datetime
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from edgestats.metrics.v1 import legacy_stats_service_pb2 as pb
 from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
 from edgestats.metrics.v1 import types_pb2 as types
 from tests.builders import scenario, wire
+from tests.e2e.typed_calls import bearer, refused, rich, violations
 
 pytestmark = pytest.mark.e2e
 
@@ -76,10 +75,6 @@ def world(api, tenants, frozen_now: datetime) -> World:
 def legacy(stack):
     with grpc.insecure_channel(stack.grpc_target) as channel:
         yield rpc.LegacyStatsServiceStub(channel)
-
-
-def bearer(key: str | None) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {key}")] if key else []
 
 
 def url(scope: dict, rest: str, **params) -> str:
@@ -277,39 +272,6 @@ def test_every_rpc_is_compared():
     compared = {*SUMMARIES, "GetSummaryAggregate", *(f"Get{s}" for s in STATS),
                 *(f"Get{s}LastPoint" for s in STATS)}
     assert {m.name for m in service.methods} == compared
-
-
-def rich(error: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list]:
-    """The ErrorInfo and the other details of a typed call's error."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "no grpc-status-details-bin"
-    assert status.code == error.code().value[0] and status.message == error.details()
-    info, others = None, []
-    for detail in status.details:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
-                     error_details_pb2.RetryInfo):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                if kind is error_details_pb2.ErrorInfo:
-                    info = message
-                else:
-                    others.append(message)
-    assert info is not None and info.domain == "edgestats"
-    return info, others
-
-
-def refused(call, request, key: str | None) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call(request, metadata=bearer(key), timeout=30)
-    return caught.value
-
-
-def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
-    info, others = rich(error)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_ARGUMENT"
-    (bad,) = others
-    return [(v.field, v.reason) for v in bad.field_violations]
 
 
 def test_a_missing_window_names_the_typed_field(api, legacy, world):

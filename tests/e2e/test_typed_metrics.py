@@ -10,15 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from edgestats.metrics.v1 import metrics_service_pb2 as pb
 from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
 from edgestats.metrics.v1 import types_pb2 as types
 from metrics_service.v1_metrics import METRIC_RPCS
 from tests.builders import v1_scenario, wire
+from tests.e2e.typed_calls import bearer, refused, rich, stamp, violations
 
 pytestmark = pytest.mark.e2e
 
@@ -51,16 +49,6 @@ def world(api, tenants, frozen_now: datetime) -> World:
 def metrics(stack):
     with grpc.insecure_channel(stack.grpc_target) as channel:
         yield rpc.MetricsServiceStub(channel)
-
-
-def bearer(key: str | None) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {key}")] if key else []
-
-
-def stamp(t: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(t)
-    return out
 
 
 def iso(t: datetime) -> str:
@@ -159,39 +147,6 @@ def test_a_reseller_names_its_customer_with_target_customer_id(api, metrics, wor
     expected = post(api, "viewing_time", world.reseller_key,
                     {**body, "target_customer_id": world.other_id})
     assert json_rows(typed, reseller=False) == expected.json()
-
-
-def rich(error: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list]:
-    """The ErrorInfo and the other details of a typed call's error."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "no grpc-status-details-bin"
-    assert status.code == error.code().value[0] and status.message == error.details()
-    info, others = None, []
-    for detail in status.details:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
-                     error_details_pb2.RetryInfo):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                if kind is error_details_pb2.ErrorInfo:
-                    info = message
-                else:
-                    others.append(message)
-    assert info is not None and info.domain == "edgestats"
-    return info, others
-
-
-def refused(call, request, key):
-    with pytest.raises(grpc.RpcError) as caught:
-        call(request, metadata=bearer(key), timeout=30)
-    return caught.value
-
-
-def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
-    info, others = rich(error)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_ARGUMENT"
-    (bad,) = others
-    return [(v.field, v.reason) for v in bad.field_violations]
 
 
 def test_field_violations_name_the_typed_fields(api, metrics, world):

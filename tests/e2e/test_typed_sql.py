@@ -11,15 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.protobuf import duration_pb2
 
 from edgestats.sql_query.v1 import sql_query_service_pb2 as pb
 from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
 from metrics_service import rollups
 from tests.builders import scenario, wire
 from tests.e2e.test_sql_hostile import running
+from tests.e2e.typed_calls import bearer, refused, rich, stamp, violations
 
 pytestmark = pytest.mark.e2e
 
@@ -72,16 +71,6 @@ def world(api, tenants, frozen_now: datetime, data_urls: list[str]) -> World:
 def sql(stack):
     with grpc.insecure_channel(stack.grpc_target) as channel:
         yield rpc.SqlQueryServiceStub(channel)
-
-
-def bearer(key: str | None) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {key}")] if key else []
-
-
-def stamp(t: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(t)
-    return out
 
 
 def plain(value: pb.SqlValue) -> object:
@@ -258,41 +247,6 @@ def test_list_datasources(api, sql, world):
 
 
 # --- errors ------------------------------------------------------------------------------------
-
-def rich(error: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list]:
-    """The ErrorInfo and the other details of a typed call's error."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "no grpc-status-details-bin"
-    assert status.code == error.code().value[0] and status.message == error.details()
-    info, others = None, []
-    for detail in status.details:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
-                     error_details_pb2.RetryInfo):
-            if detail.Is(kind.DESCRIPTOR):
-                message = kind()
-                detail.Unpack(message)
-                if kind is error_details_pb2.ErrorInfo:
-                    info = message
-                else:
-                    others.append(message)
-    assert info is not None and info.domain == "edgestats"
-    return info, others
-
-
-def refused(call, request, key) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        result = call(request, metadata=bearer(key), timeout=30)
-        if not isinstance(result, pb.SqlQueryResponse):
-            list(result)  # a stream
-    return caught.value
-
-
-def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
-    info, others = rich(error)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_ARGUMENT"
-    (bad,) = others
-    return [(v.field, v.reason) for v in bad.field_violations]
-
 
 @pytest.mark.parametrize("method", ["Query", "QueryStream"])
 def test_a_syntax_error_is_a_violation_on_query(api, sql, world, method):

@@ -19,7 +19,7 @@ from edgestats_core.tenancy import oauth
 from edgestats_core.tenancy.api_keys import create_role_key
 from tests import usage_oracle as oracle
 from tests.e2e import test_usage_stats as json_face
-from tests.e2e.test_typed_metrics import rich, violations
+from tests.e2e.typed_calls import bearer, refused, rich, stamp, violations
 from tests.usage_oracle import DAY, HOUR, ms
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +35,6 @@ VIEWS = {"user": pb.USAGE_VIEW_USER, "application": pb.USAGE_VIEW_APPLICATION}
 def usage(stack):
     with grpc.insecure_channel(stack.grpc_target) as channel:
         yield rpc.UsageStatsServiceStub(channel)
-
-
-def bearer(key: str | None) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {key}")] if key else []
-
-
-def stamp(t: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(t)
-    return out
 
 
 def iso(t: datetime) -> str:
@@ -211,12 +201,6 @@ def test_users_see_only_their_own_usage(usage, world):
     other = usage.GetTagStats(pb.TagStatsRequest(tag="User1", application_id=world.a.apps[1]),
                               metadata=bearer(world.b.key), timeout=30)
     assert list(other.stats) == []
-
-
-def refused(call, request, key) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call(request, metadata=bearer(key), timeout=30)
-    return caught.value
 
 
 def test_a_bad_range_names_the_typed_field(api, usage, world):

@@ -74,8 +74,9 @@ def retry_seconds(error: ApiError) -> int | None:
     return None
 
 
-def status_of(error: ApiError) -> status_pb2.Status:
-    """The google.rpc.Status a typed caller receives for `error`."""
+def status_of(error: ApiError, message: str | None = None) -> status_pb2.Status:
+    """The google.rpc.Status a typed caller receives for `error`; `message` replaces the
+    readable text (an ingest caller's grpc-message stays the JSON body)."""
     body = error.body()
     detail = body.get("detail")
     details = []
@@ -87,23 +88,25 @@ def status_of(error: ApiError) -> status_pb2.Status:
             for item in detail if isinstance(item, dict)
         ]
         details.append(_packed(error_details_pb2.BadRequest(field_violations=violations)))
-        message = "; ".join(f"{v.field or 'request'}: {v.description}" for v in violations)
+        text = "; ".join(f"{v.field or 'request'}: {v.description}" for v in violations)
     else:
-        message = str(body.get("title") or detail or error.code.name)
+        text = str(body.get("title") or detail or error.code.name)
     info = error_details_pb2.ErrorInfo(reason=reason_of(error), domain=DOMAIN)
     details.insert(0, _packed(info))
     retry = retry_seconds(error)
     if retry is not None:
         delay = duration_pb2.Duration(seconds=retry)
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return status_pb2.Status(code=error.code.value[0], message=message, details=details)
+    return status_pb2.Status(code=error.code.value[0], message=text if message is None else message,
+                             details=details)
 
 
-def abort_arguments(error: ApiError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, object], ...]]:
+def abort_arguments(error: ApiError, message: str | None = None,
+                    ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, object], ...]]:
     """Code, message and trailers to abort a typed call with: `grpc-status-details-bin`, and
     for a retryable error `grpc-retry-pushback-ms`, which gRPC's own retry policy honours
-    (the same delay as RetryInfo)."""
-    status = status_of(error)
+    (the same delay as RetryInfo). `message`: the grpc-message when not the readable text."""
+    status = status_of(error, message)
     trailers: list[tuple[str, object]] = [
         (rpc_status.GRPC_DETAILS_METADATA_KEY, status.SerializeToString())]
     retry = retry_seconds(error)

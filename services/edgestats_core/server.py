@@ -53,6 +53,13 @@ TYPED_SERVICES = frozenset({
     "edgestats.sql_query.v1.SqlQueryService",
 })
 
+# Services with typed requests that the gateway also transcodes (the ingest batches): their
+# native gRPC callers get the rich error model's details beside the JSON message they had.
+DETAILED_SERVICES = frozenset({
+    "edgestats.metrics.v1.BeaconIngestService",
+    "edgestats.usage_billing.v1.UsageIngestService",
+})
+
 # Seconds in-flight calls get to finish after SIGTERM.
 GRACE_SECONDS = 10.0
 
@@ -93,7 +100,8 @@ async def start_server(
         workers=settings.workers,
     )
     resolver = KeyResolver(dbs.home, settings.key_cache_seconds)
-    interceptor = TenancyInterceptor(resolver, public_methods, limiter, TYPED_SERVICES)
+    interceptor = TenancyInterceptor(resolver, public_methods, limiter, TYPED_SERVICES,
+                                     DETAILED_SERVICES)
     server = grpc.aio.server(
         interceptors=[interceptor],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

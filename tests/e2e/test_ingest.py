@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from edgestats.metrics.v1 import beacon_ingest_service_pb2 as ingest_pb
 from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc as ingest_rpc
 from edgestats.metrics.v1 import beacon_pb2
+from edgestats_client import error_details
 from tests import oracle
 from tests.builders import scenario, wire
 from tests.compare import assert_same
@@ -625,6 +626,7 @@ def test_a_grpc_batch_without_a_valid_key_is_unauthenticated(ingest_stub, fresh,
         ingest_stub.IngestBeacons(request, metadata=metadata, timeout=30)
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert json.loads(error.value.details()) == NOT_AUTHENTICATED
+    assert error_details(error.value).reason == "NOT_AUTHENTICATED"
     assert count(beacons_url, customer_id) == 0
 
 
@@ -639,6 +641,8 @@ def test_a_grpc_batch_with_a_reseller_key_is_permission_denied(ingest_stub, tena
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
     details = json.loads(error.value.details())
     assert list(details) == ["type", "title"] and details["type"] == "forbidden"
+    # beside the JSON message, the rich error model's details for typed clients
+    assert error_details(error.value).reason == "KEY_KIND_FORBIDDEN"
     assert count(beacons_url, customer_id) == 0
 
 
@@ -654,6 +658,8 @@ def test_a_grpc_batch_over_10000_items_is_refused_and_nothing_is_stored(ingest_s
     assert error.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                   grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert json.loads(error.value.details())["detail"].startswith("Payload Too Large")
+    if error.value.code() == grpc.StatusCode.INVALID_ARGUMENT:  # ours, not gRPC's size limit
+        assert error_details(error.value).reason == "PAYLOAD_TOO_LARGE"
     assert count(beacons_url, customer_id) == 0
 
 

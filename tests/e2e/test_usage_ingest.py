@@ -14,6 +14,7 @@ import pytest
 
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2 as pb
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2_grpc as rpc
+from edgestats_client import error_details
 from edgestats_core.tenancy.api_keys import create_role_key, create_user_key
 from tests.e2e import ingest_bodies
 from tests.e2e.ingest_bodies import JSON, answer, as_array, as_ndjson
@@ -391,6 +392,7 @@ def test_grpc_keys_and_limits(stub, usage, tenants, ids, frozen_now, db_url):
         stub.RecordUsage(request, metadata=bearer(tenants.customer()[1]), timeout=30)
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert json.loads(error.value.details())["type"] == "forbidden"
+    assert error_details(error.value).reason == "KEY_KIND_FORBIDDEN"
     too_many = pb.RecordUsageRequest(
         events=[typed(ids(i), user_id, frozen_now) for i in range(10_001)])
     with pytest.raises(grpc.RpcError) as error:

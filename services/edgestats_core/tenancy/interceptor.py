@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import Literal
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -93,16 +94,27 @@ def add_response_header(name: str, value: str) -> None:
     headers.append((name.lower(), value))
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: ApiError, typed: bool) -> None:
+# How a call's errors are told: "json" — the documented JSON body as grpc-message (HTTP
+# callers through the gateway); "rich" — the typed services' rich error model; "json+details"
+# — a native gRPC caller of an ingest service: the JSON message it always had, plus the rich
+# model's details beside it.
+ErrorStyle = Literal["json", "rich", "json+details"]
+# Set by the gateway on calls it transcoded from HTTP.
+ORIGINAL_PATH = "x-envoy-original-path"
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: ApiError,
+                     style: ErrorStyle = "json") -> None:
     """Abort with the documented JSON body as grpc-message (the gateway makes it the HTTP body);
     response headers travel as trailing metadata, which the gateway turns into headers.
-    A `typed` service's caller gets the rich error model instead (rich_errors)."""
+    Other `style`s add the rich error model (rich_errors)."""
     trailing: list[tuple[str, str | bytes]] = list(_headers.get() or ())
     if isinstance(error, TooManyRequests):
         trailing.append(("retry-after", str(error.retry_after)))
-    if typed:
-        code, message, trailers = rich_errors.abort_arguments(error)
-        await context.abort(code, message, trailing_metadata=(*trailing, *trailers))
+    if style != "json":
+        message = error.message() if style == "json+details" else None
+        code, text, trailers = rich_errors.abort_arguments(error, message)
+        await context.abort(code, text, trailing_metadata=(*trailing, *trailers))
     if error.http_status:
         trailing.append(("x-http-status", str(error.http_status)))
     await context.abort(error.code, error.message(), trailing_metadata=tuple(trailing))
@@ -121,11 +133,13 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self, resolver: KeyResolver, public_methods: frozenset[str],
         limiter: RateLimiter | None = None, typed_services: frozenset[str] = frozenset(),
+        detailed_services: frozenset[str] = frozenset(),
     ) -> None:
         self.resolver = resolver
         self.public_methods = public_methods
         self.limiter = limiter
         self.typed_services = typed_services  # their callers get the rich error model
+        self.detailed_services = detailed_services  # native callers get its details too
 
     async def intercept_service(
         self,
@@ -145,9 +159,16 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
             if principal is not None and self.limiter is not None:
                 self.check_rate(principal)
 
-        typed = details.method.split("/")[1] in self.typed_services
-        return _wrap(handler, enter, typed)
+        return _wrap(handler, enter, self.error_style(details))
 
+
+    def error_style(self, details: grpc.HandlerCallDetails) -> ErrorStyle:
+        """How the call's errors are told (see ErrorStyle)."""
+        service = details.method.split("/")[1]
+        if service in self.typed_services:
+            return "rich"
+        native = all(key != ORIGINAL_PATH for key, _ in details.invocation_metadata or ())
+        return "json+details" if native and service in self.detailed_services else "json"
 
     def check_rate(self, principal: Principal) -> None:
         """Spend a token of the key's bucket; the answer carries X-RateLimit-* either way."""
@@ -186,7 +207,7 @@ def _check_decoded(request: object) -> None:
 @asynccontextmanager
 async def _answering(
     context: grpc.aio.ServicerContext, request: object, enter: Callable[[], Awaitable[None]],
-    behavior: object, typed: bool,
+    behavior: object, style: ErrorStyle,
 ) -> AsyncIterator[None]:
     """Resolve the principal, then run the call; domain errors become their documented
     bodies, anything else a bare 500 (logged, never leaked)."""
@@ -195,22 +216,23 @@ async def _answering(
         _check_decoded(request)
         yield
     except ApiError as error:
-        await abort_with(context, error, typed)
+        await abort_with(context, error, style)
     except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
         if isinstance(exc, grpc.aio.AbortError):
             raise
         log.exception("unhandled error in %s", behavior)
-        await abort_with(context, ApiError(), typed)
+        await abort_with(context, ApiError(), style)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], typed: bool):
+def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]],
+          style: ErrorStyle):
     """The same kind of handler, resolving the principal first and mapping errors."""
     deserializer = _tolerant(handler.request_deserializer)
     if handler.unary_unary:
         behavior = handler.unary_unary
 
         async def unary(request, context):
-            async with _answering(context, request, enter, behavior, typed):
+            async with _answering(context, request, enter, behavior, style):
                 response = await behavior(request, context)
                 await send_headers(context)
                 return response
@@ -222,7 +244,7 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], 
         behavior = handler.unary_stream
 
         async def stream(request, context):
-            async with _answering(context, request, enter, behavior, typed):
+            async with _answering(context, request, enter, behavior, style):
                 first = True
                 async for item in behavior(request, context):
                     if first:  # computed before the first message: headers go with it

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from edgestats_core import prometheus_metrics
 from edgestats_core.errors import GatewayTimeout, Unavailable
 
 # How long a request waits for a pooled connection before answering 503.
@@ -26,6 +27,7 @@ class Database:
         self, url: str, min_size: int = 2, max_size: int = 10,
         statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     ) -> None:
+        self.label = prometheus_metrics.database_label(url)  # host:port/dbname, no secrets
         self.pool = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -57,6 +59,7 @@ class Database:
             async with self.pool.connection() as conn:
                 yield conn
         except psycopg.errors.QueryCanceled as exc:  # statement_timeout (an OperationalError)
+            prometheus_metrics.STATEMENT_TIMEOUTS.inc()
             raise GatewayTimeout() from exc
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
             raise Unavailable() from exc
@@ -68,6 +71,17 @@ class Database:
         async with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             return await cur.fetchall() if cur.description else []
+
+    def report_stats(self) -> None:
+        """Set the pool's Prometheus gauges and add its waits since the last report."""
+        stats = self.pool.pop_stats()
+        for state, key in (("size", "pool_size"), ("idle", "pool_available"),
+                           ("max", "pool_max")):
+            prometheus_metrics.POOL.labels(self.label, state).set(stats.get(key, 0))
+        prometheus_metrics.POOL_WAITING.labels(self.label).set(stats.get("requests_waiting", 0))
+        prometheus_metrics.POOL_WAITS.labels(self.label).inc(stats.get("requests_queued", 0))
+        prometheus_metrics.POOL_WAIT_SECONDS.labels(self.label).inc(
+            stats.get("requests_wait_ms", 0) / 1000)
 
     async def ping(self) -> None:
         """Raise Unavailable unless PostgreSQL answers."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import multiprocess
 
 from edgestats.metrics.v1 import (
     beacon_ingest_service_pb2,
@@ -26,6 +28,7 @@ from edgestats.usage_billing.v1 import (
     usage_stats_json_service_pb2,
     usage_stats_service_pb2,
 )
+from edgestats_core import prometheus_metrics
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.peer_health import PeerHealth
@@ -136,7 +139,9 @@ async def serve_forever(
     """Serve until SIGTERM/SIGINT, then stop accepting and drain for GRACE_SECONDS.
     `background`: work the process does besides serving, cancelled at the stop."""
     running = await start_server(settings, bindings, public_methods)
-    task = asyncio.create_task(background(settings)) if background else None
+    tasks = [asyncio.create_task(background(settings))] if background else []
+    if prometheus_metrics.enabled():
+        tasks.append(asyncio.create_task(report_pools_forever(running.dbs)))
     log.info("listening on %s:%d", settings.host, running.port)
     print(f"port={running.port}", flush=True)  # read by the process launcher
     stop = asyncio.Event()
@@ -144,9 +149,19 @@ async def serve_forever(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    if task is not None:
+    for task in tasks:
         task.cancel()
     await running.health.enter_graceful_shutdown()
     await running.server.stop(GRACE_SECONDS)
     await running.health.close()
     await running.dbs.close()
+    if prometheus_metrics.enabled():  # this process's live gauges leave the scrape
+        multiprocess.mark_process_dead(os.getpid())
+
+
+async def report_pools_forever(dbs: Databases, seconds: float = 5.0) -> None:
+    """Every `seconds`, the pools' sizes and waits into the Prometheus metrics."""
+    while True:
+        for db in dbs.all():
+            db.report_stats()
+        await asyncio.sleep(seconds)

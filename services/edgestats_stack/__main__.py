@@ -70,6 +70,8 @@ def serve(db_url: str, port: int, env: dict[str, str],
         "edgestats is running.",
         f"  JSON API + gRPC : {base}   (gRPC h2c on the same port, reflection on)",
         f"  API reference   : {base}/analytics/docs/",
+        f"  metrics         : {stack.metrics_url}   (Prometheus; Envoy's own:"
+        f" {stack.admin_url}/stats/prometheus)",
         *databases,
         f"  logs            : {RUN_DIR / 'logs'}",
     ]

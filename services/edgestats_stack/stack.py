@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgestats_core.config import Settings
 from edgestats_core.migrations import migrate_every_database
 from edgestats_stack import gateway, postgres
+from edgestats_stack.metrics_exporter import DEFAULT_PORT as DEFAULT_METRICS_PORT
 from edgestats_stack.processes import (
     Process,
     free_ports,
+    spawn,
     start_envoy,
     start_service,
     wait_envoy_ready,
@@ -30,10 +34,19 @@ class Stack:
     grpc_target: str
     processes: list[Process] = field(default_factory=list)
     access_log: Path = Path("/dev/null")  # Envoy's, one JSON line per request
+    metrics_url: str = ""  # the services' Prometheus scrape
+    admin_url: str = ""  # Envoy's admin (its own statistics at /stats/prometheus)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path` (the last run's metric files are not this run's)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def database_url(run_dir: Path, dbname: str = "edgestats") -> tuple[str, str]:
@@ -62,11 +75,19 @@ def start_stack(
     free ports (Envoy on `port` when given). `python_args` per service module run it under
     e.g. a profiler (benchmarks)."""
     workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
-    ports = free_ports(2 + workers * len(SERVICES))
+    ports = free_ports(3 + workers * len(SERVICES))
     admin_port, http_port = ports.pop(), port or ports.pop()
+    settings = {**os.environ, **(env or {})}
+    # `make run` (a given port) serves metrics on EDGESTATS_METRICS_PORT; tests on any port
+    metrics_port = int(settings.get("EDGESTATS_METRICS_PORT", DEFAULT_METRICS_PORT)
+                       if port else ports.pop())
+    metrics_host = settings.get("EDGESTATS_METRICS_HOST", "127.0.0.1")
     service_ports = {spec.cluster: [ports.pop() for _ in range(workers)] for spec in SERVICES}
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}",
-                  access_log=run_dir / "logs" / "envoy-access.log")
+                  access_log=run_dir / "logs" / "envoy-access.log",
+                  metrics_url=f"http://{metrics_host}:{metrics_port}/metrics",
+                  admin_url=f"http://127.0.0.1:{admin_port}")
+    multiproc_dir = fresh_dir(run_dir / "prometheus")
     # every process can answer health for every service name (edgestats_core.peer_health)
     peers = " ".join(f"{name}={host}:{service_port}" for spec in SERVICES
                      for service_port in service_ports[spec.cluster]
@@ -76,7 +97,8 @@ def start_stack(
         for spec in SERVICES:
             for index, service_port in enumerate(service_ports[spec.cluster]):
                 process_env = {"DATABASE_URL": db_url, "EDGESTATS_WORKERS": str(workers),
-                               "EDGESTATS_PEERS": peers, **(env or {})}
+                               "EDGESTATS_PEERS": peers,
+                               "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), **(env or {})}
                 process = start_service(
                     spec.module, run_dir, service_port, process_env, detach,
                     name=f"{spec.module}-{index}",
@@ -86,8 +108,12 @@ def start_stack(
                 started.append((service_port, process))
         for service_port, process in started:
             wait_grpc_healthy(service_port, process)
+        stack.processes.append(spawn(
+            "metrics-exporter", [sys.executable, "-m", "edgestats_stack.metrics_exporter"],
+            run_dir, {"PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+                      "EDGESTATS_METRICS_HOST": metrics_host,
+                      "EDGESTATS_METRICS_PORT": str(metrics_port)}, detach))
         config = run_dir / "envoy.yaml"
-        settings = {**os.environ, **(env or {})}
         config.write_text(gateway.render(
             max_concurrent_rpcs=int(settings.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16")),
             max_heap_mb=int(settings.get("EDGESTATS_GATEWAY_MAX_HEAP_MB", "1024")),

@@ -14,7 +14,7 @@ from edgestats.metrics.v1 import (
     metrics_json_service_pb2_grpc,
     metrics_service_pb2_grpc,
 )
-from edgestats_core import sharding
+from edgestats_core import prometheus_metrics, sharding
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, binding, serve_forever
@@ -24,6 +24,7 @@ from metrics_service import (
     legacy_typed,
     live_rollups,
     minute_rollups,
+    rollup_lag,
     v1_metrics,
     v1_typed,
 )
@@ -57,10 +58,13 @@ async def rollers(settings: Settings) -> None:
         except psycopg.Error as error:
             log.warning("cannot list the databases to roll, retrying: %s", error)
             await asyncio.sleep(5)
+    reporters = ([rollup_lag.report_forever(settings, url) for url in urls]
+                 if prometheus_metrics.enabled() else [])
     await asyncio.gather(*(roller
                            for url in urls
                            for roller in (minute_rollups.roll_minutes_forever(settings, url),
-                                          live_rollups.roll_live_forever(settings, url))))
+                                          live_rollups.roll_live_forever(settings, url))),
+                         *reporters)
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from edgestats.metrics.v1 import beacon_ingest_service_pb2 as pb  # also registers the service
 from edgestats.metrics.v1 import beacon_ingest_service_pb2_grpc as rpc
+from edgestats_core import prometheus_metrics
+from edgestats_core.beacon_columns import COLUMNS
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.errors import Forbidden, PayloadTooLarge
@@ -16,6 +18,8 @@ from metrics_service.beacon_messages import validate_messages
 from metrics_service.beacon_validation import Batch
 
 SERVICE = "edgestats.metrics.v1.BeaconIngestService"
+# the fields a rejection may name (its metric label)
+BEACON_FIELDS = frozenset({"__time", *(c.druid for c in COLUMNS)})
 
 
 def customer_of(principal: Principal) -> str:
@@ -34,6 +38,8 @@ class BeaconIngestServicer(rpc.BeaconIngestServiceServicer):
         principal = current_principal()
         db = await self.dbs.primary(principal.region, principal.customer_id)
         inserted = await beacon_store.store(db, batch.rows)
+        prometheus_metrics.count_items("beacon", inserted, len(batch.rows) - inserted,
+                                       batch.rejected, BEACON_FIELDS)
         return pb.IngestBeaconsResponse(
             accepted=len(batch.rows),
             duplicates=len(batch.rows) - inserted,

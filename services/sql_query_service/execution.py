@@ -20,6 +20,7 @@ import grpc
 import psycopg
 from psycopg import errors as pg
 
+from edgestats_core import prometheus_metrics
 from edgestats_core.db import Database
 from edgestats_core.errors import ApiError, GatewayTimeout
 from edgestats_core.metrics import live_rows, rollup_rows
@@ -72,7 +73,11 @@ def _translate_error(error: psycopg.Error) -> ApiError | None:
     primary = (error.diag.message_primary or "") if error.diag else ""
     state = error.sqlstate or ""
     if isinstance(error, pg.QueryCanceled):
-        return GatewayTimeout() if "timeout" in primary else QueryCancelled()
+        if "timeout" in primary:
+            prometheus_metrics.STATEMENT_TIMEOUTS.inc()
+            return GatewayTimeout()
+        prometheus_metrics.SQL_CANCELLED.inc()
+        return QueryCancelled()
     if isinstance(error, pg.UndefinedColumn):
         named = _QUOTED.search(primary)
         return SqlError(f"Unknown column '{named.group(1)}'" if named else "Unknown column")

@@ -6,6 +6,7 @@ from datetime import UTC
 
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2 as pb  # registers the service
 from edgestats.usage_billing.v1 import usage_ingest_service_pb2_grpc as rpc
+from edgestats_core import prometheus_metrics
 from edgestats_core.config import Settings
 from edgestats_core.db import Database
 from edgestats_core.errors import Forbidden, PayloadTooLarge
@@ -30,6 +31,11 @@ def event_to_item(event: pb.UsageEvent) -> dict:
     return item
 
 
+# the fields a rejection may name (its metric label)
+EVENT_FIELDS = frozenset({"id", "type", "user_id", "application_id", "bytes", "timestamp",
+                          "tag"})
+
+
 def check_role() -> None:
     """Only producers holding a usage-ingest key may record usage (CONTRACT §10)."""
     if current_principal().kind != INGEST_ROLE:
@@ -46,6 +52,8 @@ class UsageIngestServicer(rpc.UsageIngestServiceServicer):
         known = await event_store.accounts(self.db, {e.user_id for _, e in events})
         batch = resolve_all(events, rejected, known)
         inserted = await event_store.store(self.db, batch.rows)
+        prometheus_metrics.count_items("usage_event", inserted, len(batch.rows) - inserted,
+                                       batch.rejected, EVENT_FIELDS)
         return pb.RecordUsageResponse(
             accepted=len(batch.rows),
             duplicates=len(batch.rows) - inserted,

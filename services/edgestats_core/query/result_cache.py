@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from edgestats_core import prometheus_metrics
+
 T = TypeVar("T")
 
 
@@ -32,7 +34,9 @@ class ResultCache(Generic[T]):
             return await compute()
         now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is None or entry[0] <= now:
+        hit = entry is not None and entry[0] > now
+        prometheus_metrics.CACHE.labels("hit" if hit else "miss").inc()
+        if not hit:
             if len(self._entries) >= self.max_entries:
                 self._evict(now)
             task = asyncio.ensure_future(compute())

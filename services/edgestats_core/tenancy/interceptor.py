@@ -8,17 +8,19 @@ setting it in intercept_service, which runs elsewhere).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Literal
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from edgestats_core import rich_errors
+from edgestats_core import prometheus_metrics, rich_errors
 from edgestats_core.db import Database
 from edgestats_core.errors import (
     ApiError,
@@ -159,15 +161,16 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
             if principal is not None and self.limiter is not None:
                 self.check_rate(principal)
 
-        return _wrap(handler, enter, self.error_style(details))
+        service, _, method = details.method[1:].partition("/")
+        native = all(key != ORIGINAL_PATH for key, _ in details.invocation_metadata or ())
+        call = _Call(self.error_style(service, native), service, method,
+                     "grpc" if native else "http")
+        return _wrap(handler, enter, call)
 
-
-    def error_style(self, details: grpc.HandlerCallDetails) -> ErrorStyle:
-        """How the call's errors are told (see ErrorStyle)."""
-        service = details.method.split("/")[1]
+    def error_style(self, service: str, native: bool) -> ErrorStyle:
+        """How a call's errors are told (see ErrorStyle)."""
         if service in self.typed_services:
             return "rich"
-        native = all(key != ORIGINAL_PATH for key, _ in details.invocation_metadata or ())
         return "json+details" if native and service in self.detailed_services else "json"
 
     def check_rate(self, principal: Principal) -> None:
@@ -176,6 +179,7 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
         add_response_header("x-ratelimit-limit", f"{decision.limit:g}")
         add_response_header("x-ratelimit-remaining", str(decision.remaining))
         if not decision.allowed:
+            prometheus_metrics.RATE_LIMITED.labels(principal.tier).inc()
             raise TooManyRequests(retry_after=decision.retry_after)
 
 
@@ -204,35 +208,55 @@ def _check_decoded(request: object) -> None:
         raise BadRequest([FieldError(("query",), "the request is not valid UTF-8", "value_error")])
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What the interceptor knows of a call before it runs."""
+
+    style: ErrorStyle
+    service: str
+    method: str
+    transport: str  # http: transcoded by the gateway; grpc: a native caller
+
+
 @asynccontextmanager
 async def _answering(
     context: grpc.aio.ServicerContext, request: object, enter: Callable[[], Awaitable[None]],
-    behavior: object, style: ErrorStyle,
+    behavior: object, call: _Call,
 ) -> AsyncIterator[None]:
     """Resolve the principal, then run the call; domain errors become their documented
-    bodies, anything else a bare 500 (logged, never leaked)."""
+    bodies, anything else a bare 500 (logged, never leaked). Counted and timed."""
+    started = time.perf_counter()
+    code, http_status = grpc.StatusCode.OK, None
     try:
         await enter()
         _check_decoded(request)
         yield
     except ApiError as error:
-        await abort_with(context, error, style)
+        code, http_status = error.code, error.http_status
+        await abort_with(context, error, call.style)
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
     except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
         if isinstance(exc, grpc.aio.AbortError):
+            code = grpc.StatusCode.UNKNOWN
             raise
+        code = grpc.StatusCode.INTERNAL
         log.exception("unhandled error in %s", behavior)
-        await abort_with(context, ApiError(), style)
+        await abort_with(context, ApiError(), call.style)
+    finally:
+        prometheus_metrics.observe_call(call.service, call.method, call.transport, code,
+                                        http_status, time.perf_counter() - started)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]],
-          style: ErrorStyle):
+def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], call: _Call):
     """The same kind of handler, resolving the principal first and mapping errors."""
     deserializer = _tolerant(handler.request_deserializer)
     if handler.unary_unary:
         behavior = handler.unary_unary
 
         async def unary(request, context):
-            async with _answering(context, request, enter, behavior, style):
+            async with _answering(context, request, enter, behavior, call):
                 response = await behavior(request, context)
                 await send_headers(context)
                 return response
@@ -244,7 +268,7 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]],
         behavior = handler.unary_stream
 
         async def stream(request, context):
-            async with _answering(context, request, enter, behavior, style):
+            async with _answering(context, request, enter, behavior, call):
                 first = True
                 async for item in behavior(request, context):
                     if first:  # computed before the first message: headers go with it

@@ -1,0 +1,168 @@
+"""The services' Prometheus scrape after known traffic: exactly those counts in the right
+series, summed over both workers of each service (a stack of its own, so no other test's
+calls are counted)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edgestats_stack.stack import start_stack
+from metrics_service import rollups
+from tests.builders import scenario, wire
+from tests.e2e.api import Api
+
+pytestmark = pytest.mark.e2e
+
+SQL = "/analytics/v1/query/sql"
+SLOW = ("SELECT COUNT(*) AS n FROM \"sdk-emea-realtime\" a, \"sdk-emea-realtime\" b,"
+        " \"sdk-emea-realtime\" c WHERE a.CustomerId = '{me}' AND b.CustomerId = '{me}'"
+        " AND c.CustomerId = '{me}'")
+
+
+@pytest.fixture(scope="module")
+def observed(db_url, frozen_now, tmp_path_factory):
+    """A stack of two workers per service whose advanced keys get a burst of 4 calls (2 per
+    worker) and hardly any more."""
+    env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(), "EDGESTATS_RESULT_CACHE_SECONDS": "30",
+           "EDGESTATS_RATE_LIMIT_ADVANCED": "0.01", "EDGESTATS_RATE_BURST_ADVANCED": "4"}
+    stack = start_stack(Path(tmp_path_factory.mktemp("observed")), db_url, env=env, workers=2)
+    with Api(stack.http_url) as api:
+        yield stack, api
+    stack.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of the scrape by (name, labels)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
+def requests(samples: dict, service: str, method: str, **labels: str) -> float:
+    return value(samples, "edgestats_rpc_requests_total",
+                 service=f"edgestats.{service}", method=method, **labels)
+
+
+def test_known_traffic_is_counted_exactly(observed, tenants, frozen_now):
+    stack, api = observed
+    lite_id, lite_key = tenants.customer("lite")
+    adv_id, adv_key = tenants.customer("advanced")
+    beacons = [wire(b) for b in scenario(lite_id, frozen_now, seed=71)][:30]
+    assert len(beacons) == 30
+    bad = [{**beacons[0], "SessionId": None}, {**beacons[1], "Source": "satellite"}]
+    bad[0].pop("SessionId")
+
+    first = api.ingest(lite_key, beacons).json()
+    again = api.ingest(lite_key, beacons + bad).json()
+    assert first == {"accepted": 30, "duplicates": 0, "rejected": []}
+    assert again["duplicates"] == 30 and len(again["rejected"]) == 2
+
+    body = {"from_date": (frozen_now - timedelta(hours=1)).isoformat(),
+            "to_date": frozen_now.isoformat()}
+    forbidden = api.http.post("/analytics/v1/metrics/audience/os", content=json.dumps(body),
+                              headers=api.auth(lite_key))
+    assert forbidden.status_code == 403
+    # each of the two workers keeps half the burst: call until refused twice
+    codes: list[int] = []
+    while codes.count(429) < 2 and len(codes) < 20:
+        codes.append(api.get("/summary/agg", adv_key, time="1h").status_code)
+    answered, limited = codes.count(200), codes.count(429)
+    assert limited == 2 and answered >= 1 and set(codes) == {200, 429}
+    pings = [api.http.get("/ping").status_code for _ in range(20)]
+    assert pings == [200] * 20
+
+    sql_customer, sql_key = tenants.customer("advanced")
+    loaded = api.ingest(sql_key, [wire(b) for b in scenario(sql_customer, frozen_now, seed=72)])
+    assert loaded.json()["duplicates"] == 0 and loaded.json()["rejected"] == []
+    slow = api.http.post(SQL, json={"query": SLOW.format(me=sql_customer),
+                                    "context": {"timeout": 500}},
+                         headers=api.auth(sql_key))
+    assert slow.status_code == 504
+
+    time.sleep(0.5)  # the exporter reads the workers' files at each scrape
+    samples = scrape(stack.metrics_url)
+    assert value(samples, "edgestats_ingested_items_total", kind="beacon",
+                 outcome="accepted") == 30 + loaded.json()["accepted"]
+    assert value(samples, "edgestats_ingested_items_total", kind="beacon",
+                 outcome="duplicate") == 30
+    assert value(samples, "edgestats_ingested_items_total", kind="beacon",
+                 outcome="rejected") == 2
+    assert value(samples, "edgestats_rejected_items_total", kind="beacon",
+                 reason="SessionId") == 1
+    assert value(samples, "edgestats_rejected_items_total", kind="beacon", reason="Source") == 1
+    assert requests(samples, "metrics.v1.BeaconIngestService", "IngestBeaconsJson",
+                    grpc_code="OK", http_status="200", transport="http") == 3
+    assert requests(samples, "metrics.v1.MetricsJsonService", "GetAudienceByOs",
+                    grpc_code="PERMISSION_DENIED", http_status="403") == 1
+    assert requests(samples, "metrics.v1.LegacyStatsJsonService", "GetSummaryAggregate",
+                    grpc_code="OK") == answered
+    assert requests(samples, "metrics.v1.LegacyStatsJsonService", "GetSummaryAggregate",
+                    grpc_code="RESOURCE_EXHAUSTED", http_status="429") == limited
+    assert value(samples, "edgestats_rate_limited_total", tier="advanced") == limited
+    # the answered /summary/agg calls: one query per worker that got one, then the cache
+    misses = value(samples, "edgestats_result_cache_requests_total", outcome="miss")
+    assert misses in (1, 2)
+    assert value(samples, "edgestats_result_cache_requests_total", outcome="hit") == (
+        answered - misses)
+    assert requests(samples, "metrics.v1.LegacyStatsJsonService", "Ping",
+                    http_status="200") == 20
+    assert requests(samples, "sql_query.v1.SqlQueryJsonService", "Query",
+                    grpc_code="DEADLINE_EXCEEDED", http_status="504") == 1
+    assert value(samples, "edgestats_statement_timeouts_total") == 1
+    # the latency histogram counts every call once
+    assert value(samples, "edgestats_rpc_duration_seconds_count",
+                 service="edgestats.metrics.v1.LegacyStatsJsonService",
+                 method="Ping") == 20
+    # both workers answered the pings: the counts above are their sums
+    assert served_by_each_worker(stack.admin_url, "metrics") >= 2
+    # Envoy's own statistics, for the dashboard's gateway panels
+    with urllib.request.urlopen(f"{stack.admin_url}/stats/prometheus", timeout=10) as answer:
+        envoy = answer.read().decode()
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="metrics"}' in envoy
+
+
+def served_by_each_worker(admin_url: str, cluster: str) -> int:
+    """How many of the cluster's hosts Envoy sent requests to."""
+    with urllib.request.urlopen(f"{admin_url}/clusters?format=json", timeout=10) as response:
+        clusters = json.load(response)["cluster_statuses"]
+    (found,) = [c for c in clusters if c["name"] == cluster]
+    served = 0
+    for host in found["host_statuses"]:
+        stats = {s["name"]: int(s.get("value", 0)) for s in host["stats"]}
+        served += stats.get("rq_total", 0) > 0
+    return served
+
+
+def test_pools_and_rollup_lag_are_reported(observed, db_url, frozen_now):
+    stack, _ = observed
+    hour = frozen_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rollups.roll_up_hour(conn, hour)  # a published hour, whatever ran before
+    time.sleep(11)  # the pools report every 5 s, the rollup lag every 10 s
+    samples = scrape(stack.metrics_url)
+    database = next(dict(labels)["database"] for (name, labels) in samples
+                    if name == "edgestats_db_pool_connections")
+    assert value(samples, "edgestats_db_pool_connections", database=database, state="max") > 0
+    assert value(samples, "edgestats_db_pool_connections", database=database, state="size") > 0
+    assert ("edgestats_db_pool_waiting", frozenset({("database", database)})) in samples
+    lags = {dict(labels)["layer"]: v for (name, labels), v in samples.items()
+            if name == "edgestats_rollup_lag_seconds" and dict(labels)["database"] == database}
+    # the newest published hour ends at most two hours before now (this one: 1-2 h)
+    assert 0 <= lags["hour"] < 7200
+    assert 0 <= lags["minute"] <= lags["hour"]
+    assert ("edgestats_rollup_stale_hours", frozenset({("database", database)})) in samples

@@ -68,11 +68,13 @@ POOL_WAIT_SECONDS = Counter(
     ["database"])
 ROLLUP_LAG = Gauge(
     "edgestats_rollup_lag_seconds", "Seconds between now and the newest rolled data, by "
-    "database and layer (live: 5-second buckets; minute; hour: published hours).",
-    ["database", "layer"], multiprocess_mode="livemin")
+    "region (the regions a database holds, or a shard: americas/shard-1), database and layer "
+    "(live: 5-second buckets; minute; hour: published hours).",
+    ["region", "database", "layer"], multiprocess_mode="livemin")
 STALE_HOURS = Gauge(
     "edgestats_rollup_stale_hours", "Hours that received beacons after they were rolled up "
-    "and wait to be rolled again, by database.", ["database"], multiprocess_mode="livemax")
+    "and wait to be rolled again, by region and database.", ["region", "database"],
+    multiprocess_mode="livemax")
 
 
 def observe_call(service: str, method: str, transport: str, code: grpc.StatusCode,

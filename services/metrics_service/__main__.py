@@ -15,7 +15,7 @@ from edgestats.metrics.v1 import (
     metrics_service_pb2_grpc,
 )
 from edgestats_core import prometheus_metrics, sharding
-from edgestats_core.config import Settings
+from edgestats_core.config import Settings, data_databases
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, binding, serve_forever
 from metrics_service import (
@@ -50,18 +50,20 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
 
 async def rollers(settings: Settings) -> None:
     """The process's background work: the minute roller and the live roller of every
-    database that holds beacons (a sharded region's shards)."""
+    database that holds beacons (a sharded region's shards), and their lag for Prometheus."""
     while True:  # a coordinator names its shards once it answers
         try:
-            urls = await asyncio.to_thread(sharding.expand, settings.data_urls())
+            databases = await asyncio.to_thread(
+                sharding.labelled, data_databases(settings.database_url, settings.region_urls))
             break
         except psycopg.Error as error:
             log.warning("cannot list the databases to roll, retrying: %s", error)
             await asyncio.sleep(5)
-    reporters = ([rollup_lag.report_forever(settings, url) for url in urls]
+    reporters = ([rollup_lag.report_forever(settings, url, regions)
+                  for regions, url in databases.items()]
                  if prometheus_metrics.enabled() else [])
     await asyncio.gather(*(roller
-                           for url in urls
+                           for url in databases.values()
                            for roller in (minute_rollups.roll_minutes_forever(settings, url),
                                           live_rollups.roll_live_forever(settings, url))),
                          *reporters)

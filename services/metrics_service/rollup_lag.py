@@ -35,8 +35,9 @@ def lags(now: datetime, state: dict, live_upto: datetime | None) -> dict[str, fl
             for layer, end in ends.items()}
 
 
-async def report(url: str, now: datetime) -> None:
-    """Read the rollup state of the database at `url` and set its gauges."""
+async def report(url: str, regions: str, now: datetime) -> None:
+    """Read the rollup state of the database at `url` (holding `regions`: "emea",
+    "americas/shard-1", "americas+apac"…) and set its gauges."""
     label = database_label(url)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True,
                                                      connect_timeout=2) as conn:
@@ -45,15 +46,15 @@ async def report(url: str, now: datetime) -> None:
         live = await (await cur.execute(live_rows.COVERAGE_SQL)).fetchone()
     for layer, seconds in lags(now, state, live and live["upto"]).items():
         if seconds is not None:
-            ROLLUP_LAG.labels(label, layer).set(seconds)
-    STALE_HOURS.labels(label).set(state["stale_hours"])
+            ROLLUP_LAG.labels(regions, label, layer).set(seconds)
+    STALE_HOURS.labels(regions, label).set(state["stale_hours"])
 
 
-async def report_forever(settings: Settings, url: str) -> None:
+async def report_forever(settings: Settings, url: str, regions: str) -> None:
     """Report every REPORT_SECONDS; a failed read (database down) is logged and retried."""
     while True:
         try:
-            await report(url, settings.now())
+            await report(url, regions, settings.now())
         except psycopg.Error as error:
             log.warning("rollup lag of %s not read: %s", database_label(url), error)
         await asyncio.sleep(REPORT_SECONDS)

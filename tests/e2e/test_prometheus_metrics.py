@@ -165,4 +165,5 @@ def test_pools_and_rollup_lag_are_reported(observed, db_url, frozen_now):
     # the newest published hour ends at most two hours before now (this one: 1-2 h)
     assert 0 <= lags["hour"] < 7200
     assert 0 <= lags["minute"] <= lags["hour"]
-    assert ("edgestats_rollup_stale_hours", frozenset({("database", database)})) in samples
+    assert ("edgestats_rollup_stale_hours",
+            frozenset({("region", "americas+emea+apac"), ("database", database)})) in samples

@@ -25,6 +25,7 @@ from edgestats_stack.services import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 GEN = REPO / "gen"
+DEFAULT_ADMIN_PORT = 9901
 
 
 @dataclass
@@ -76,11 +77,14 @@ def start_stack(
     e.g. a profiler (benchmarks)."""
     workers = workers or int(os.environ.get("EDGESTATS_WORKERS", "2"))
     ports = free_ports(3 + workers * len(SERVICES))
-    admin_port, http_port = ports.pop(), port or ports.pop()
     settings = {**os.environ, **(env or {})}
-    # `make run` (a given port) serves metrics on EDGESTATS_METRICS_PORT; tests on any port
+    # `make run` (a given port) serves the metrics and Envoy's admin on known ports (local to
+    # the host, for a Prometheus there); tests on any free port
+    http_port = port or ports.pop()
     metrics_port = int(settings.get("EDGESTATS_METRICS_PORT", DEFAULT_METRICS_PORT)
                        if port else ports.pop())
+    admin_port = int(settings.get("EDGESTATS_ENVOY_ADMIN_PORT", DEFAULT_ADMIN_PORT)
+                     if port else ports.pop())
     metrics_host = settings.get("EDGESTATS_METRICS_HOST", "127.0.0.1")
     service_ports = {spec.cluster: [ports.pop() for _ in range(workers)] for spec in SERVICES}
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}",

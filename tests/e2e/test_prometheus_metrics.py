@@ -18,6 +18,7 @@ from edgestats_stack.stack import start_stack
 from metrics_service import rollups
 from tests.builders import scenario, wire
 from tests.e2e.api import Api
+from tests.ops_config import every_metric_name
 
 pytestmark = pytest.mark.e2e
 
@@ -167,3 +168,20 @@ def test_pools_and_rollup_lag_are_reported(observed, db_url, frozen_now):
     assert 0 <= lags["minute"] <= lags["hour"]
     assert ("edgestats_rollup_stale_hours",
             frozenset({("region", "americas+emea+apac"), ("database", database)})) in samples
+
+
+def test_the_alerts_and_dashboard_read_only_metrics_that_exist(observed, tenants, frozen_now):
+    """Every metric the alert rules and the dashboard name is in a scrape (the services' or
+    Envoy's) once there was traffic of each kind."""
+    stack, api = observed
+    customer_id, key = tenants.customer("lite")
+    items = [wire(b) for b in scenario(customer_id, frozen_now, seed=73)][:3]
+    api.ingest(key, [*items, {"__time": 0}])  # accepted and a rejected item
+    api.get("/summary/agg", key, time="1h")
+    exported = {name for name, _ in scrape(stack.metrics_url)}
+    with urllib.request.urlopen(f"{stack.admin_url}/stats/prometheus", timeout=10) as answer:
+        exported |= {line.split("{")[0].split(" ")[0]
+                     for line in answer.read().decode().splitlines()
+                     if line and not line.startswith("#")}
+    missing = every_metric_name() - exported
+    assert not missing, missing

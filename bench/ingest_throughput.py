@@ -21,6 +21,7 @@ client and the whole machine used meanwhile: the machine is shared, so
 paths parse_body, beacon_to_item, validate_all) in this process against the
 same database, to show where an ingest batch spends its time.
 `--profile FILE` runs the service under cProfile and prints its hottest functions.
+`--metrics off` runs the stack without its Prometheus exporter (the cost of the metrics).
 """
 
 from __future__ import annotations
@@ -291,7 +292,9 @@ def throughput(args: argparse.Namespace) -> None:
     admin, db_url = fresh_database()
     figures = []
     try:
-        with running_stack(db_url, profile=args.profile) as stack:
+        env = {"EDGESTATS_METRICS_PORT": "0"} if args.metrics == "off" else None
+        print(f"Prometheus metrics {args.metrics}")
+        with running_stack(db_url, env, profile=args.profile) as stack:
             print(f"stack: Envoy {stack.http_url}; {machine_note()}")
             for transport in args.transport:
                 for batch in args.batch:
@@ -441,6 +444,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="run the service under cProfile, write FILE and print its top")
     parser.add_argument("--seed", type=int, default=11, help="demo data seed")
+    parser.add_argument("--metrics", choices=("on", "off"), default="on",
+                        help="the services' Prometheus metrics shared with an exporter (on) or"
+                        " kept in each process, never read (off)")
     parser.add_argument("--keep-db", action="store_true", help="keep edgestats_bench afterwards")
     return parser.parse_args()
 

@@ -83,15 +83,19 @@ def start_stack(
     http_port = port or ports.pop()
     metrics_port = int(settings.get("EDGESTATS_METRICS_PORT", DEFAULT_METRICS_PORT)
                        if port else ports.pop())
+    if settings.get("EDGESTATS_METRICS_PORT") == "0":  # off: no exporter, nothing shared
+        metrics_port = 0
     admin_port = int(settings.get("EDGESTATS_ENVOY_ADMIN_PORT", DEFAULT_ADMIN_PORT)
                      if port else ports.pop())
     metrics_host = settings.get("EDGESTATS_METRICS_HOST", "127.0.0.1")
     service_ports = {spec.cluster: [ports.pop() for _ in range(workers)] for spec in SERVICES}
     stack = Stack(db_url, f"http://{host}:{http_port}", f"{host}:{http_port}",
                   access_log=run_dir / "logs" / "envoy-access.log",
-                  metrics_url=f"http://{metrics_host}:{metrics_port}/metrics",
+                  metrics_url=f"http://{metrics_host}:{metrics_port}/metrics" if metrics_port
+                  else "",
                   admin_url=f"http://127.0.0.1:{admin_port}")
-    multiproc_dir = fresh_dir(run_dir / "prometheus")
+    multiproc_dir = fresh_dir(run_dir / "prometheus") if metrics_port else None
+    shared = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)} if multiproc_dir else {}
     # every process can answer health for every service name (edgestats_core.peer_health)
     peers = " ".join(f"{name}={host}:{service_port}" for spec in SERVICES
                      for service_port in service_ports[spec.cluster]
@@ -101,8 +105,7 @@ def start_stack(
         for spec in SERVICES:
             for index, service_port in enumerate(service_ports[spec.cluster]):
                 process_env = {"DATABASE_URL": db_url, "EDGESTATS_WORKERS": str(workers),
-                               "EDGESTATS_PEERS": peers,
-                               "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), **(env or {})}
+                               "EDGESTATS_PEERS": peers, **shared, **(env or {})}
                 process = start_service(
                     spec.module, run_dir, service_port, process_env, detach,
                     name=f"{spec.module}-{index}",
@@ -112,11 +115,11 @@ def start_stack(
                 started.append((service_port, process))
         for service_port, process in started:
             wait_grpc_healthy(service_port, process)
-        stack.processes.append(spawn(
-            "metrics-exporter", [sys.executable, "-m", "edgestats_stack.metrics_exporter"],
-            run_dir, {"PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-                      "EDGESTATS_METRICS_HOST": metrics_host,
-                      "EDGESTATS_METRICS_PORT": str(metrics_port)}, detach))
+        if metrics_port:
+            stack.processes.append(spawn(
+                "metrics-exporter", [sys.executable, "-m", "edgestats_stack.metrics_exporter"],
+                run_dir, {**shared, "EDGESTATS_METRICS_HOST": metrics_host,
+                          "EDGESTATS_METRICS_PORT": str(metrics_port)}, detach))
         config = run_dir / "envoy.yaml"
         config.write_text(gateway.render(
             max_concurrent_rpcs=int(settings.get("EDGESTATS_MAX_CONCURRENT_RPCS", "16")),

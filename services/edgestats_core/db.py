@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from edgestats_core import prometheus_metrics
+from edgestats_core import prometheus_metrics, tracing
 from edgestats_core.errors import GatewayTimeout, Unavailable
 
 # How long a request waits for a pooled connection before answering 503.
@@ -56,8 +56,9 @@ class Database:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled connection; database outages become Unavailable (503)."""
         try:
-            async with self.pool.connection() as conn:
-                yield conn
+            with tracing.database_span(self.label):
+                async with self.pool.connection() as conn:
+                    yield conn
         except psycopg.errors.QueryCanceled as exc:  # statement_timeout (an OperationalError)
             prometheus_metrics.STATEMENT_TIMEOUTS.inc()
             raise GatewayTimeout() from exc

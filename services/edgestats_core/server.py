@@ -28,7 +28,7 @@ from edgestats.usage_billing.v1 import (
     usage_stats_json_service_pb2,
     usage_stats_service_pb2,
 )
-from edgestats_core import prometheus_metrics
+from edgestats_core import prometheus_metrics, tracing
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.peer_health import PeerHealth
@@ -135,9 +135,12 @@ async def serve_forever(
     bindings: Callable[[Databases, Settings], list[ServiceBinding]],
     public_methods: frozenset[str] = frozenset(),
     background: Callable[[Settings], Awaitable[None]] | None = None,
+    name: str = "edgestats",
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and drain for GRACE_SECONDS.
-    `background`: work the process does besides serving, cancelled at the stop."""
+    `background`: work the process does besides serving, cancelled at the stop; `name`: the
+    process's service name in traces and logs."""
+    tracing.setup(name)
     running = await start_server(settings, bindings, public_methods)
     tasks = [asyncio.create_task(background(settings))] if background else []
     if prometheus_metrics.enabled():
@@ -155,6 +158,7 @@ async def serve_forever(
     await running.server.stop(GRACE_SECONDS)
     await running.health.close()
     await running.dbs.close()
+    tracing.shutdown()
     if prometheus_metrics.enabled():  # this process's live gauges leave the scrape
         multiprocess.mark_process_dead(os.getpid())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from string import Template
+from urllib.parse import urlsplit
 
 import swagger_ui_bundle
 
@@ -113,14 +114,45 @@ def _cluster(name: str, ports: list[int], per_process: int) -> str:
     return f"  - {json.dumps(cluster)}"
 
 
+def _tracing(otlp_endpoint: str | None) -> tuple[str, str]:
+    """(the connection manager's tracing block, the collector's cluster) when traces are
+    exported to `otlp_endpoint` (OTLP/gRPC, e.g. http://127.0.0.1:4317), else empty."""
+    if not otlp_endpoint:
+        return "", ""
+    parsed = urlsplit(otlp_endpoint)
+    tracing = {"provider": {
+        "name": "envoy.tracers.opentelemetry",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            "grpc_service": {"envoy_grpc": {"cluster_name": "otel_collector"},
+                             "timeout": "2s"},
+            "service_name": "edgestats-gateway",
+        }}}
+    cluster = {
+        "name": "otel_collector", "type": "STRICT_DNS", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3"
+                         ".HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": "otel_collector", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {
+                "address": parsed.hostname or "127.0.0.1", "port_value": parsed.port or 4317,
+            }}}}]}]},
+    }
+    return f"          tracing: {json.dumps(tracing)}\n", f"\n  - {json.dumps(cluster)}"
+
+
 def render(
     *, host: str, port: int, admin_port: int, service_ports: dict[str, list[int]],
     descriptor: Path, openapi_json: Path, services: tuple[ServiceSpec, ...] = SERVICES,
     max_concurrent_rpcs: int = 16, access_log: Path = Path("/dev/null"),
-    max_heap_mb: int = 1024,
+    max_heap_mb: int = 1024, otlp_endpoint: str | None = None,
 ) -> str:
     """envoy.yaml for the given ports; `service_ports` maps each cluster to its processes;
-    one JSON line per request goes to `access_log`; Envoy's heap budget is `max_heap_mb`."""
+    one JSON line per request goes to `access_log`; Envoy's heap budget is `max_heap_mb`;
+    with `otlp_endpoint`, Envoy traces every request there (W3C traceparent in and out)."""
+    tracing, collector = _tracing(otlp_endpoint)
     template = Template((GATEWAY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         access_log=str(access_log),
@@ -134,5 +166,6 @@ def render(
         grpc_routes=_grpc_routes(services),
         transcoded_services=json.dumps([n for spec in services for n in spec.grpc_services]),
         clusters="\n".join(_cluster(s.cluster, service_ports[s.cluster], max_concurrent_rpcs)
-                            for s in services),
+                            for s in services) + collector,
+        tracing=tracing,
     )

@@ -127,6 +127,7 @@ def start_stack(
             access_log=stack.access_log,
             host=host, port=http_port, admin_port=admin_port, service_ports=service_ports,
             descriptor=GEN / "edgestats.binpb", openapi_json=GEN / "openapi.json",
+            otlp_endpoint=settings.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         ))
         envoy = start_envoy(config, run_dir, detach)
         stack.processes.append(envoy)

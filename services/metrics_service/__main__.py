@@ -72,7 +72,7 @@ async def rollers(settings: Settings) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve_forever(Settings.from_env(), bindings, legacy_stats.PUBLIC_METHODS,
-                              rollers))
+                              rollers, name="edgestats-metrics"))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its parse warnings echo customer SQL
-    asyncio.run(serve_forever(Settings.from_env(), bindings, sql_query.PUBLIC_METHODS))
+    asyncio.run(serve_forever(Settings.from_env(), bindings, sql_query.PUBLIC_METHODS,
+                              name="edgestats-sql"))
 
 
 if __name__ == "__main__":

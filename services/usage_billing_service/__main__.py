@@ -47,7 +47,8 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve_forever(Settings.from_env(), bindings, oauth_tokens.PUBLIC_METHODS))
+    asyncio.run(serve_forever(Settings.from_env(), bindings, oauth_tokens.PUBLIC_METHODS,
+                              name="edgestats-usage"))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Literal
 import grpc
 from google.protobuf.message import DecodeError
 
-from edgestats_core import prometheus_metrics, rich_errors
+from edgestats_core import prometheus_metrics, rich_errors, tracing
 from edgestats_core.db import Database
 from edgestats_core.errors import (
     ApiError,
@@ -158,6 +158,8 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
             _headers.set(None)
             principal = None if public else await self.resolver.resolve(auth)
             _principal.set(principal)
+            if principal is not None:
+                tracing.set_principal(principal.id)
             if principal is not None and self.limiter is not None:
                 self.check_rate(principal)
 
@@ -227,26 +229,30 @@ async def _answering(
     bodies, anything else a bare 500 (logged, never leaked). Counted and timed."""
     started = time.perf_counter()
     code, http_status = grpc.StatusCode.OK, None
-    try:
-        await enter()
-        _check_decoded(request)
-        yield
-    except ApiError as error:
-        code, http_status = error.code, error.http_status
-        await abort_with(context, error, call.style)
-    except asyncio.CancelledError:
-        code = grpc.StatusCode.CANCELLED
-        raise
-    except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
-        if isinstance(exc, grpc.aio.AbortError):
-            code = grpc.StatusCode.UNKNOWN
+    with tracing.server_span(call.service, call.method,
+                             context.invocation_metadata() or ()) as span:
+        try:
+            await enter()
+            _check_decoded(request)
+            yield
+        except ApiError as error:
+            code, http_status = error.code, error.http_status
+            await abort_with(context, error, call.style)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
-        code = grpc.StatusCode.INTERNAL
-        log.exception("unhandled error in %s", behavior)
-        await abort_with(context, ApiError(), call.style)
-    finally:
-        prometheus_metrics.observe_call(call.service, call.method, call.transport, code,
-                                        http_status, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - last resort: never leak internals
+            if isinstance(exc, grpc.aio.AbortError):
+                code = grpc.StatusCode.UNKNOWN
+                raise
+            code = grpc.StatusCode.INTERNAL
+            log.exception("unhandled error in %s", behavior)
+            await abort_with(context, ApiError(), call.style)
+        finally:
+            if code != grpc.StatusCode.OK:
+                tracing.set_error(span, code.name)
+            prometheus_metrics.observe_call(call.service, call.method, call.transport, code,
+                                            http_status, time.perf_counter() - started)
 
 
 def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], call: _Call):

@@ -27,6 +27,12 @@ class Principal:
     user_id: str | None = None
     limit: tuple[float, float] | None = None
 
+    @property
+    def id(self) -> str:
+        """Who calls, for logs and traces: `customer:c-1`, `reseller:r-1`, `usage-user:u-1`
+        (`usage-ingest:<key id>`) — an id, never the key."""
+        return f"{self.kind}:{self.customer_id or self.reseller_id or self.user_id or self.key_id}"
+
     def region_of(self, customer_id: str) -> str | None:
         """The region holding a customer's data, as far as this caller may know it."""
         if customer_id == self.customer_id:

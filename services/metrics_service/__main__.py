@@ -14,7 +14,7 @@ from edgestats.metrics.v1 import (
     metrics_json_service_pb2_grpc,
     metrics_service_pb2_grpc,
 )
-from edgestats_core import prometheus_metrics, sharding
+from edgestats_core import json_logs, prometheus_metrics, sharding
 from edgestats_core.config import Settings, data_databases
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, binding, serve_forever
@@ -70,7 +70,7 @@ async def rollers(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    json_logs.configure("edgestats-metrics")
     asyncio.run(serve_forever(Settings.from_env(), bindings, legacy_stats.PUBLIC_METHODS,
                               rollers, name="edgestats-metrics"))
 

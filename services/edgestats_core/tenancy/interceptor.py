@@ -20,7 +20,7 @@ from typing import Literal
 import grpc
 from google.protobuf.message import DecodeError
 
-from edgestats_core import prometheus_metrics, rich_errors, tracing
+from edgestats_core import json_logs, prometheus_metrics, rich_errors, tracing
 from edgestats_core.db import Database
 from edgestats_core.errors import (
     ApiError,
@@ -160,6 +160,7 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
             _principal.set(principal)
             if principal is not None:
                 tracing.set_principal(principal.id)
+                json_logs.bind(principal=principal.id)
             if principal is not None and self.limiter is not None:
                 self.check_rate(principal)
 
@@ -229,8 +230,11 @@ async def _answering(
     bodies, anything else a bare 500 (logged, never leaked). Counted and timed."""
     started = time.perf_counter()
     code, http_status = grpc.StatusCode.OK, None
-    with tracing.server_span(call.service, call.method,
-                             context.invocation_metadata() or ()) as span:
+    metadata = context.invocation_metadata() or ()
+    with tracing.server_span(call.service, call.method, metadata) as span:
+        json_logs.clear()
+        json_logs.bind(method=f"{call.service}/{call.method}", transport=call.transport,
+                       **_request_ids(metadata, span))
         try:
             await enter()
             _check_decoded(request)
@@ -249,10 +253,27 @@ async def _answering(
             log.exception("unhandled error in %s", behavior)
             await abort_with(context, ApiError(), call.style)
         finally:
+            seconds = time.perf_counter() - started
             if code != grpc.StatusCode.OK:
                 tracing.set_error(span, code.name)
             prometheus_metrics.observe_call(call.service, call.method, call.transport, code,
-                                            http_status, time.perf_counter() - started)
+                                            http_status, seconds)
+            log.info("answered", extra={"grpc_code": code.name,
+                                        "ms": round(seconds * 1000, 1)})
+
+
+def _request_ids(metadata, span) -> dict[str, str]:
+    """The gateway's request id and the trace id (this call's span's, else the caller's
+    `traceparent`'s) of a call, for its log lines."""
+    ids: dict[str, str] = {}
+    for key, value in metadata:
+        if key == "x-request-id" and isinstance(value, str):
+            ids["request_id"] = value
+        elif key == "traceparent" and isinstance(value, str) and value.count("-") == 3:
+            ids["trace_id"] = value.split("-")[1]
+    if span is not None:
+        ids["trace_id"] = format(span.get_span_context().trace_id, "032x")
+    return ids
 
 
 def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], call: _Call):

@@ -113,13 +113,14 @@ async def abort_with(context: grpc.aio.ServicerContext, error: ApiError,
     trailing: list[tuple[str, str | bytes]] = list(_headers.get() or ())
     if isinstance(error, TooManyRequests):
         trailing.append(("retry-after", str(error.retry_after)))
-    if style != "json":
+    if style == "json":
+        if error.http_status:
+            trailing.append(("x-http-status", str(error.http_status)))
+        await context.abort(error.code, error.message(), trailing_metadata=tuple(trailing))
+    else:
         message = error.message() if style == "json+details" else None
         code, text, trailers = rich_errors.abort_arguments(error, message)
         await context.abort(code, text, trailing_metadata=(*trailing, *trailers))
-    if error.http_status:
-        trailing.append(("x-http-status", str(error.http_status)))
-    await context.abort(error.code, error.message(), trailing_metadata=tuple(trailing))
 
 
 async def send_headers(context: grpc.aio.ServicerContext) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -42,13 +42,18 @@ def shutdown() -> None:
         provider.shutdown()
 
 
-@contextmanager
-def server_span(service: str, method: str,
-                metadata: Sequence[tuple[str, str | bytes]]) -> Iterator[trace.Span | None]:
+_OFF = nullcontext()  # what the span functions give when tracing is off (reusable)
+
+
+def server_span(service: str, method: str, metadata: Sequence[tuple[str, str | bytes]],
+                ) -> AbstractContextManager[trace.Span | None]:
     """The span of one call, child of the `traceparent` it carries (None when off)."""
-    if not ENABLED:
-        yield None
-        return
+    return _server_span(service, method, metadata) if ENABLED else _OFF
+
+
+@contextmanager
+def _server_span(service: str, method: str,
+                 metadata: Sequence[tuple[str, str | bytes]]) -> Iterator[trace.Span]:
     carrier = {key: value for key, value in metadata if isinstance(value, str)}
     with _tracer.start_as_current_span(
             f"{service}/{method}", context=propagate.extract(carrier), kind=SpanKind.SERVER,
@@ -70,12 +75,13 @@ def set_principal(principal_id: str) -> None:
         trace.get_current_span().set_attribute("enduser.id", principal_id)
 
 
-@contextmanager
-def database_span(database: str) -> Iterator[None]:
+def database_span(database: str) -> AbstractContextManager[None]:
     """A span around one use of a pooled connection of `database` (host:port/dbname)."""
-    if not ENABLED:
-        yield
-        return
+    return _database_span(database) if ENABLED else _OFF
+
+
+@contextmanager
+def _database_span(database: str) -> Iterator[None]:
     with _tracer.start_as_current_span(
             "postgresql", kind=SpanKind.CLIENT,
             attributes={"db.system": "postgresql", "db.name": database.rsplit("/", 1)[-1],

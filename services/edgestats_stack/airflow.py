@@ -65,6 +65,11 @@ def airflow_settings(
         "database": {"sql_alchemy_conn": metadata_url},
         "api": {"workers": "1", "port": str(port)},
         "dag_processor": {"parsing_processes": "1"},
+        # Airflow's metrics through our StatsD client into Prometheus (airflow_metrics), its
+        # tags as labels
+        "metrics": {"statsd_on": "True", "statsd_influxdb_enabled": "True",
+                    "statsd_custom_client_path":
+                        "edgestats_stack.airflow_metrics.PrometheusStatsClient"},
         # region databases as EDGESTATS_REGION_DATABASES (none: every region in data_url)
         dag_settings.SECTION: {"database_url": data_url,
                                "region_databases": os.environ.get(
@@ -207,6 +212,9 @@ def up(run_dir: Path, admin_url: str, data_url: str) -> None:
     executor = executor_choice()
     metadata = sqlalchemy_url(postgres.create_database(admin_url, "airflow"))
     env = configure(home, metadata, data_url, executor=executor, host=HOST)
+    # Airflow's metrics go where the services' exporter reads (stack.fresh_dir made it)
+    if (run_dir / "prometheus").is_dir():
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "prometheus")
     migrated = run(env, "db", "migrate")
     if migrated.returncode != 0:
         raise RuntimeError(migrated.stderr[-2000:])

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry, multiprocess
 
 from edgestats_stack import postgres
 from edgestats_stack.airflow import (
@@ -43,6 +44,7 @@ from tests import usage_oracle
 from tests.builders import beacon, session_profile
 from tests.db.test_rollups import store
 from tests.fixtures.stack import migrated_database
+from tests.ops_config import every_metric_name
 
 pytestmark = pytest.mark.db
 HOUR = timedelta(hours=1)
@@ -342,3 +344,24 @@ def test_documented_commands_work_as_written(airflow, tmp_path):
         if "backfill create" in command:
             start = datetime(2026, 11, 25, tzinfo=UTC)
             assert _dry_run_hours(done.stdout) == [start + h * HOUR for h in range(4)]
+
+
+def test_airflow_metrics_reach_the_prometheus_directory(airflow, db_url, tmp_path):
+    """A DAG run's task metrics, through our StatsD client, land in the multiprocess
+    directory the host's exporter serves, with Airflow's tags as labels."""
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=15)
+    env = {**airflow.env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = run(env, "dags", "test", "beacon_rollups", end.isoformat())
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    samples = [s for family in registry.collect() for s in family.samples]
+    finished = [s for s in samples if s.name == "airflow_ti_finish_total"
+                and s.labels.get("dag_id") == "beacon_rollups"]
+    assert finished and all(s.labels["state"] == "success" for s in finished)
+    durations = [s for s in samples if s.name == "airflow_task_duration_seconds_count"
+                 and s.labels.get("dag_id") == "beacon_rollups"]
+    assert sum(s.value for s in durations) == sum(s.value for s in finished)
+    # what the dashboard's Airflow panels read is there
+    airflow_names = {n for n in every_metric_name() if n.startswith("airflow_")}
+    assert airflow_names and airflow_names <= {s.name for s in samples}

@@ -183,5 +183,6 @@ def test_the_alerts_and_dashboard_read_only_metrics_that_exist(observed, tenants
         exported |= {line.split("{")[0].split(" ")[0]
                      for line in answer.read().decode().splitlines()
                      if line and not line.startswith("#")}
-    missing = every_metric_name() - exported
+    # (Airflow's metrics are checked where a DAG runs: tests/db/test_dags.py)
+    missing = {n for n in every_metric_name() if not n.startswith("airflow_")} - exported
     assert not missing, missing

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from edgestats_stack.stack import start_stack
 from metrics_service import rollups
 from tests.builders import scenario, wire
 from tests.e2e.api import Api
+from tests.e2e.test_usage_ingest import PATH as USAGE
+from tests.e2e.test_usage_ingest import UsageAccounts, event
 from tests.ops_config import every_metric_name
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +138,33 @@ def test_known_traffic_is_counted_exactly(observed, tenants, frozen_now):
     with urllib.request.urlopen(f"{stack.admin_url}/stats/prometheus", timeout=10) as answer:
         envoy = answer.read().decode()
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="metrics"}' in envoy
+
+
+def test_usage_events_are_counted_by_outcome(observed, db_url, frozen_now):
+    """Usage events: stored, duplicate and rejected by the field named."""
+    stack, api = observed
+    usage = UsageAccounts(db_url)
+    user_id, key = usage.user("app-1"), usage.ingest_key()
+    before = scrape(stack.metrics_url)
+    prefix = f"ev-{uuid.uuid4().hex[:10]}"  # event ids are global
+    events = [event(f"{prefix}-{n}", user_id, frozen_now) for n in range(5)]
+    bad = [{**events[0], "id": f"{prefix}-bad", "bytes": "many"},
+           {**events[0], "id": f"{prefix}-bad2", "type": "teleport"}]
+    first = api.http.post(USAGE, json=events, headers=api.auth(key)).json()
+    again = api.http.post(USAGE, json=events[:3] + bad, headers=api.auth(key)).json()
+    assert first["accepted"] == 5 and first["duplicates"] == 0
+    assert again["duplicates"] == 3 and len(again["rejected"]) == 2
+    time.sleep(0.5)
+    after = scrape(stack.metrics_url)
+
+    def grown(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grown("edgestats_ingested_items_total", kind="usage_event", outcome="accepted") == 5
+    assert grown("edgestats_ingested_items_total", kind="usage_event", outcome="duplicate") == 3
+    assert grown("edgestats_ingested_items_total", kind="usage_event", outcome="rejected") == 2
+    assert grown("edgestats_rejected_items_total", kind="usage_event", reason="bytes") == 1
+    assert grown("edgestats_rejected_items_total", kind="usage_event", reason="type") == 1
 
 
 def served_by_each_worker(admin_url: str, cluster: str) -> int:

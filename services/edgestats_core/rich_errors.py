@@ -8,6 +8,9 @@ HTTP body); a typed service's caller gets instead a readable message and, in the
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -16,6 +19,7 @@ from grpc_status import rpc_status
 from edgestats_core.errors import (
     ApiError,
     BadRequest,
+    FieldError,
     GatewayTimeout,
     NotAuthenticated,
     NotFound,
@@ -39,6 +43,20 @@ _REASONS: dict[type[ApiError], str] = {
 }
 # Seconds a caller waits before retrying an unavailable database.
 UNAVAILABLE_RETRY_SECONDS = 1
+
+
+def renaming_fields(rename: Callable[[FieldError], FieldError]):
+    """A decorator for a typed servicer's async methods: field errors of the JSON face's
+    validation are re-raised with `rename` applied (JSON names → the typed request's)."""
+    def decorate(call: Callable):
+        @functools.wraps(call)
+        async def wrapped(*args, **kwargs):
+            try:
+                return await call(*args, **kwargs)
+            except BadRequest as error:
+                raise BadRequest([rename(e) for e in error.errors]) from None
+        return wrapped
+    return decorate
 
 
 def field_path(loc: list | tuple) -> str:

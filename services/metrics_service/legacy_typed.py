@@ -8,7 +8,6 @@ fields (`window`, `page_size`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 from google.protobuf.message import Message
@@ -16,8 +15,9 @@ from google.protobuf.message import Message
 from edgestats.metrics.v1 import legacy_stats_service_pb2 as pb
 from edgestats.metrics.v1 import legacy_stats_service_pb2_grpc as rpc
 from edgestats.metrics.v1 import types_pb2
-from edgestats_core.errors import BadRequest, FieldError, missing
+from edgestats_core.errors import FieldError, missing
 from edgestats_core.http_query import QueryParams
+from edgestats_core.rich_errors import renaming_fields
 from metrics_service.legacy_stats import STAT_RPCS, LegacyAnswers
 from metrics_service.v1_typed import enum_text
 
@@ -93,14 +93,8 @@ def typed_loc(error: FieldError) -> FieldError:
     return replace(error, loc=(*error.loc[:-1], TYPED_NAMES.get(name, name)))
 
 
-def typed_fields(call: Callable):
-    """Re-raise field errors with the typed request's field names."""
-    async def wrapped(*args, **kwargs):
-        try:
-            return await call(*args, **kwargs)
-        except BadRequest as error:
-            raise BadRequest([typed_loc(e) for e in error.errors]) from None
-    return wrapped
+# field errors of the JSON face's validation, renamed to the typed request's fields
+typed_fields = renaming_fields(typed_loc)
 
 
 def metrics_of(row: dict, target: Message) -> None:

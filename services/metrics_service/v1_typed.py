@@ -7,7 +7,6 @@ violations name the typed request's fields (`filter.channel_id`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from edgestats.metrics.v1 import types_pb2
 from edgestats_core.errors import BadRequest, FieldError, missing
 from edgestats_core.metrics.v1_definitions import V1_METRICS
 from edgestats_core.query.granularity import parse_grafana_value
+from edgestats_core.rich_errors import renaming_fields
 from metrics_service.v1_metrics import METRIC_RPCS, V1Answers
 
 SERVICE = "edgestats.metrics.v1.MetricsService"
@@ -100,14 +100,8 @@ def typed_loc(error: FieldError) -> FieldError:
     return error
 
 
-def typed_fields(call: Callable):
-    """Re-raise field errors with the typed request's field names."""
-    async def wrapped(*args, **kwargs):
-        try:
-            return await call(*args, **kwargs)
-        except BadRequest as error:
-            raise BadRequest([typed_loc(e) for e in error.errors]) from None
-    return wrapped
+# field errors of the JSON face's validation, renamed to the typed request's fields
+typed_fields = renaming_fields(typed_loc)
 
 
 def response_of(cls: type[Message], rows: list[dict]) -> Message:

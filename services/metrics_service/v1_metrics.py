@@ -196,15 +196,17 @@ def _epoch(params: QueryParams, name: str, errors: list[FieldError]) -> datetime
     return None
 
 
-def _metric_method(path: str, reseller: bool):
-    metric = V1_METRICS[path]
+def add_metric_rpcs(servicer: type) -> None:
+    """Give `servicer` a Get<stem> and a GetReseller<stem> RPC per metric of METRIC_RPCS, each
+    calling its `metric(request, metric, reseller)` (both faces of the service)."""
+    def method(metric: V1Metric, reseller: bool):
+        async def call(self, request, context):
+            return await self.metric(request, metric, reseller)
+        return call
 
-    async def method(self: MetricsJsonServicer, request, context):
-        return await self.metric(request, metric, reseller)
+    for stem, path in METRIC_RPCS.items():
+        setattr(servicer, f"Get{stem}", method(V1_METRICS[path], reseller=False))
+        setattr(servicer, f"GetReseller{stem}", method(V1_METRICS[path], reseller=True))
 
-    return method
 
-
-for _stem, _path in METRIC_RPCS.items():
-    setattr(MetricsJsonServicer, f"Get{_stem}", _metric_method(_path, reseller=False))
-    setattr(MetricsJsonServicer, f"GetReseller{_stem}", _metric_method(_path, reseller=True))
+add_metric_rpcs(MetricsJsonServicer)

@@ -17,10 +17,10 @@ from edgestats.metrics.v1 import metrics_service_pb2 as pb
 from edgestats.metrics.v1 import metrics_service_pb2_grpc as rpc
 from edgestats.metrics.v1 import types_pb2
 from edgestats_core.errors import BadRequest, FieldError, missing
-from edgestats_core.metrics.v1_definitions import V1_METRICS
+from edgestats_core.metrics.v1_definitions import V1Metric
 from edgestats_core.query.granularity import parse_grafana_value
 from edgestats_core.rich_errors import renaming_fields
-from metrics_service.v1_metrics import METRIC_RPCS, V1Answers
+from metrics_service.v1_metrics import METRIC_RPCS, V1Answers, add_metric_rpcs
 
 SERVICE = "edgestats.metrics.v1.MetricsService"
 
@@ -123,9 +123,9 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         self.answers = answers
 
     @typed_fields
-    async def metric(self, request, path: str, reseller: bool) -> Message:
-        rows = await self.answers.rows(body_of(request, reseller), V1_METRICS[path], reseller)
-        return response_of(RESPONSES[path], rows)
+    async def metric(self, request, metric: V1Metric, reseller: bool) -> Message:
+        rows = await self.answers.rows(body_of(request, reseller), metric, reseller)
+        return response_of(RESPONSES[metric.path], rows)
 
     @typed_fields
     async def ListGrafanaGranularities(self, request, context):
@@ -154,12 +154,4 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         return pb.GetGrafanaDataLayerResponse(layer=LAYER_NAMES[layer])
 
 
-def _metric_method(path: str, reseller: bool):
-    async def method(self: MetricsServicer, request, context):
-        return await self.metric(request, path, reseller)
-    return method
-
-
-for _stem, _path in METRIC_RPCS.items():
-    setattr(MetricsServicer, f"Get{_stem}", _metric_method(_path, reseller=False))
-    setattr(MetricsServicer, f"GetReseller{_stem}", _metric_method(_path, reseller=True))
+add_metric_rpcs(MetricsServicer)

@@ -15,7 +15,6 @@ from google.protobuf.message import Message
 
 from edgestats.usage_billing.v1 import usage_stats_service_pb2 as pb
 from edgestats.usage_billing.v1 import usage_stats_service_pb2_grpc as rpc
-from edgestats_core.tenancy import oauth
 from edgestats_core.tenancy.api_keys import create_role_key
 from tests import usage_oracle as oracle
 from tests.e2e import test_usage_stats as json_face
@@ -263,13 +262,7 @@ def test_only_usage_users_may_call(usage, world, tenants, db_url):
 
 
 def test_an_oauth_access_token_reads_the_users_stats(api, usage, world, db_url):
-    with psycopg.connect(db_url) as conn:
-        client_id, secret = oauth.create_client(conn, world.b.user_id)
-    token = api.http.post("/oauth/token", data={"grant_type": "client_credentials",
-                                                "client_id": client_id,
-                                                "client_secret": secret})
-    assert token.status_code == 200, token.text
-    access = token.json()["access_token"]
+    access = json_face.access_token(api, db_url, world.b.user_id)
     typed = ask_stats(usage, access, "conversion", aggregate=True)
     assert typed == json_stats(api, "/v1/stats/conversion/", access, action="aggregate")
     assert typed == oracle.daily(world.b, "conversion", world.now, world.base, aggregate=True)

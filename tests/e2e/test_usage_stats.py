@@ -366,15 +366,20 @@ def test_grpc_callers_get_the_same_answers(stack, world):
         assert json.loads(error.value.details()) == {"detail": "Not Found"}
 
 
-def test_an_oauth_access_token_reads_the_users_stats(api, world, db_url):
-    """Seed 004's examples call with `Authorization: Bearer <OAuth 2.0 access token>`."""
+def access_token(api, db_url: str, user_id: str) -> str:
+    """An OAuth 2.0 access token of a new client of `user_id` (client credentials grant)."""
     with psycopg.connect(db_url) as conn:
-        client_id, secret = oauth.create_client(conn, world.b.user_id)
+        client_id, secret = oauth.create_client(conn, user_id)
     token = api.http.post("/oauth/token", data={"grant_type": "client_credentials",
                                                 "client_id": client_id,
                                                 "client_secret": secret})
     assert token.status_code == 200, token.text
-    access = token.json()["access_token"]
+    return token.json()["access_token"]
+
+
+def test_an_oauth_access_token_reads_the_users_stats(api, world, db_url):
+    """Seed 004's examples call with `Authorization: Bearer <OAuth 2.0 access token>`."""
+    access = access_token(api, db_url, world.b.user_id)
     got = ok_json(get(api, "/v1/stats/conversion/", access, action="aggregate"))
     assert got == {"stats": oracle.daily(world.b, "conversion", world.now, world.base,
                                          aggregate=True)}

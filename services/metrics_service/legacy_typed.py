@@ -18,8 +18,8 @@ from edgestats.metrics.v1 import types_pb2
 from edgestats_core.errors import FieldError, missing
 from edgestats_core.http_query import QueryParams
 from edgestats_core.rich_errors import renaming_fields
+from edgestats_core.typed_words import enum_text
 from metrics_service.legacy_stats import STAT_RPCS, LegacyAnswers
-from metrics_service.v1_typed import enum_text
 
 SERVICE = "edgestats.metrics.v1.LegacyStatsService"
 

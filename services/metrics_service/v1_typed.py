@@ -20,6 +20,7 @@ from edgestats_core.errors import BadRequest, FieldError, missing
 from edgestats_core.metrics.v1_definitions import V1Metric
 from edgestats_core.query.granularity import parse_grafana_value
 from edgestats_core.rich_errors import renaming_fields
+from edgestats_core.typed_words import enum_text
 from metrics_service.v1_metrics import METRIC_RPCS, V1Answers, add_metric_rpcs
 
 SERVICE = "edgestats.metrics.v1.MetricsService"
@@ -38,15 +39,6 @@ _ROW_CLASSES: dict[type[Message], type[Message]] = {
 LAYER_NAMES = {"realtime": types_pb2.DATA_LAYER_REALTIME,
                "historical-minute": types_pb2.DATA_LAYER_HISTORICAL_MINUTE,
                "historical-hour": types_pb2.DATA_LAYER_HISTORICAL_HOUR}
-
-
-def enum_text(enum, prefix: str, value: int) -> str:
-    """`GRANULARITY_FIFTEEN_MINUTE` → `fifteen_minute`; an unknown number as its digits
-    (refused by the validation as not one of the permitted values)."""
-    try:
-        return enum.Name(value).removeprefix(prefix).lower()
-    except ValueError:
-        return str(value)
 
 
 def granularity_of(name: str) -> int:
@@ -143,7 +135,7 @@ class MetricsServicer(rpc.MetricsServiceServicer):
         if not request.HasField("from_date"):
             errors.append(missing("body", "from_date"))
         name = enum_text(types_pb2.Granularity, "GRANULARITY_", request.granularity)
-        if not request.granularity:
+        if name is None:
             errors.append(missing("body", "granularity"))
         elif name.isdigit():
             errors.append(FieldError(("body", "granularity"), "unknown granularity",

@@ -19,22 +19,12 @@ from edgestats.usage_billing.v1 import usage_stats_service_pb2_grpc as rpc
 from edgestats_core.errors import BadRequest, FieldError, missing, not_in_enum
 from edgestats_core.http_query import QueryParams
 from edgestats_core.tenancy.interceptor import current_principal
+from edgestats_core.typed_words import enum_text
 from usage_billing_service import stats_params
 from usage_billing_service.stats_params import metadata_of, usage_user
 from usage_billing_service.usage_stats import UsageAnswers
 
 SERVICE = "edgestats.usage_billing.v1.UsageStatsService"
-
-
-def enum_text(enum, prefix: str, value: int) -> str | None:
-    """`USAGE_VIEW_APPLICATION` → `application`; the zero value → None (not sent); an unknown
-    number as its digits (refused by the validation as not one of the permitted values)."""
-    if not value:
-        return None
-    try:
-        return enum.Name(value).removeprefix(prefix).lower()
-    except ValueError:
-        return str(value)
 
 
 def _fields(**values: str | None) -> dict[str, str]:

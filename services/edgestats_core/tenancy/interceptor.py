@@ -152,7 +152,8 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(PUBLIC_PREFIXES):
             return handler
-        auth = dict(details.invocation_metadata or ()).get("authorization")
+        metadata = dict(details.invocation_metadata or ())
+        auth = metadata.get("authorization")
         public = details.method in self.public_methods
 
         async def enter() -> None:
@@ -166,7 +167,7 @@ class TenancyInterceptor(grpc.aio.ServerInterceptor):
                 self.check_rate(principal)
 
         service, _, method = details.method[1:].partition("/")
-        native = all(key != ORIGINAL_PATH for key, _ in details.invocation_metadata or ())
+        native = ORIGINAL_PATH not in metadata
         call = _Call(self.error_style(service, native), service, method,
                      "grpc" if native else "http")
         return _wrap(handler, enter, call)

@@ -174,6 +174,55 @@ def _dry_run_hours(output: str) -> list[datetime]:
     return [datetime.fromisoformat(d) for d in dates]
 
 
+def _documented_commands(path: Path) -> list[str]:
+    """The `airflow` command lines of a file's ```sh blocks (continuations joined)."""
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", path.read_text(), re.DOTALL))
+    return [line for line in blocks.replace("\\\n", "").splitlines() if "bin/airflow " in line]
+
+
+def test_documented_commands_work_as_written(airflow, tmp_path):
+    """Every command of docs/rollups.md and the DAG's doc, from a checkout-like directory:
+    .run/airflow is the configured home, .venv the project's."""
+    (tmp_path / ".run").mkdir()
+    (tmp_path / ".run" / "airflow").symlink_to(airflow.home)
+    (tmp_path / ".venv").symlink_to(Path(AIRFLOW).parents[1])
+    commands = [*_documented_commands(REPO / "docs" / "rollups.md"),
+                *_documented_commands(REPO / "dags" / "beacon_rollups.py")]
+    assert len(commands) == 4
+    for command in dict.fromkeys(commands):
+        done = shell(command, cwd=tmp_path)
+        assert done.returncode == 0, (command, (done.stdout + done.stderr)[-3000:])
+        if "backfill create" in command:
+            start = datetime(2026, 11, 25, tzinfo=UTC)
+            assert _dry_run_hours(done.stdout) == [start + h * HOUR for h in range(4)]
+
+
+def test_airflow_metrics_reach_the_prometheus_directory(airflow, db_url, tmp_path):
+    """A DAG run's task metrics, through our StatsD client, land in the multiprocess
+    directory the host's exporter serves, with Airflow's tags as labels."""
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=15)
+    env = {**airflow.env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = run(env, "dags", "test", "beacon_rollups", end.isoformat())
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    samples = [s for family in registry.collect() for s in family.samples]
+    finished = [s for s in samples if s.name == "airflow_ti_finish_total"
+                and s.labels.get("dag_id") == "beacon_rollups"]
+    assert finished and all(s.labels["state"] == "success" for s in finished)
+    durations = [s for s in samples if s.name == "airflow_task_duration_seconds_count"
+                 and s.labels.get("dag_id") == "beacon_rollups"]
+    assert sum(s.value for s in durations) == sum(s.value for s in finished)
+    # what the dashboard's Airflow panels read is there
+    airflow_names = {n for n in every_metric_name() if n.startswith("airflow_")}
+    assert airflow_names and airflow_names <= {s.name for s in samples}
+
+
+# The CLI tests above run before `airflow_api` starts a scheduler on the same metadata
+# database: `dags test` racing the scheduler over a just-triggered run of the same DAG
+# ended once in CI with an OperationalError of Airflow's metadata database.
+
+
 class AirflowApi:
     """Airflow's REST API as the UI calls it: a SimpleAuthManager token, JSON bodies."""
 
@@ -321,47 +370,3 @@ def _xcom(api: AirflowApi, dag_id: str, run_id: str, task_id: str, map_index: in
     path = (f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
             f"/xcomEntries/return_value?map_index={map_index}")
     return api.call("GET", path)["value"]
-
-
-def _documented_commands(path: Path) -> list[str]:
-    """The `airflow` command lines of a file's ```sh blocks (continuations joined)."""
-    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", path.read_text(), re.DOTALL))
-    return [line for line in blocks.replace("\\\n", "").splitlines() if "bin/airflow " in line]
-
-
-def test_documented_commands_work_as_written(airflow, tmp_path):
-    """Every command of docs/rollups.md and the DAG's doc, from a checkout-like directory:
-    .run/airflow is the configured home, .venv the project's."""
-    (tmp_path / ".run").mkdir()
-    (tmp_path / ".run" / "airflow").symlink_to(airflow.home)
-    (tmp_path / ".venv").symlink_to(Path(AIRFLOW).parents[1])
-    commands = [*_documented_commands(REPO / "docs" / "rollups.md"),
-                *_documented_commands(REPO / "dags" / "beacon_rollups.py")]
-    assert len(commands) == 4
-    for command in dict.fromkeys(commands):
-        done = shell(command, cwd=tmp_path)
-        assert done.returncode == 0, (command, (done.stdout + done.stderr)[-3000:])
-        if "backfill create" in command:
-            start = datetime(2026, 11, 25, tzinfo=UTC)
-            assert _dry_run_hours(done.stdout) == [start + h * HOUR for h in range(4)]
-
-
-def test_airflow_metrics_reach_the_prometheus_directory(airflow, db_url, tmp_path):
-    """A DAG run's task metrics, through our StatsD client, land in the multiprocess
-    directory the host's exporter serves, with Airflow's tags as labels."""
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=15)
-    env = {**airflow.env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    result = run(env, "dags", "test", "beacon_rollups", end.isoformat())
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
-    samples = [s for family in registry.collect() for s in family.samples]
-    finished = [s for s in samples if s.name == "airflow_ti_finish_total"
-                and s.labels.get("dag_id") == "beacon_rollups"]
-    assert finished and all(s.labels["state"] == "success" for s in finished)
-    durations = [s for s in samples if s.name == "airflow_task_duration_seconds_count"
-                 and s.labels.get("dag_id") == "beacon_rollups"]
-    assert sum(s.value for s in durations) == sum(s.value for s in finished)
-    # what the dashboard's Airflow panels read is there
-    airflow_names = {n for n in every_metric_name() if n.startswith("airflow_")}
-    assert airflow_names and airflow_names <= {s.name for s in samples}

@@ -184,7 +184,7 @@ async def _summary_fetch(db: Database, query: LegacyQuery, level: str) -> list[d
     seconds = {"bucket_seconds": _window_seconds(query)}
     scope = _live_scope(query)
     grouped = set(LEVELS[level]) | ({"masked_stream_uri"} if level == "stream" else set())
-    live = await live_reads.source(db, query.window, scope, coarse=True,
+    live = await live_reads.source(db, query.window, scope, resolution=0,
                                    level=level_for(grouped | set(scope.filters)))
     if live is not None:
         relation, params = live
@@ -295,7 +295,7 @@ async def _live_points(
     scope = _live_scope(query)
     live = await live_reads.source(
         db, query.window, scope, level=level_for(set(scope.filters)),
-        coarse=query.window.resolution_seconds % live_reads.COARSE_WIDTH == 0,
+        resolution=query.window.resolution_seconds,
         dimension=metric.group_column)
     if live is None:
         return None

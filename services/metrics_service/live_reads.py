@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 
 from edgestats_core.db import Database
 from edgestats_core.metrics.live_rows import (
-    COARSE_WIDTH,
     COVERAGE_SQL,
     LIVE_WIDTH,
+    WIDTHS,
     live_devices_select,
     live_select,
 )
@@ -41,28 +41,45 @@ class LiveScope:
     filters: dict[str, str]
 
 
+def row_spans(
+    first: datetime, upto: datetime, widths: tuple[int, ...] = WIDTHS,
+) -> list[tuple[int, datetime, datetime]]:
+    """[first, upto) (whole 5-second buckets) as the fewest rows of `widths` (finest first,
+    the first 5): (width, start, end) spans, the coarsest width's whole buckets in the middle
+    and finer ones at the edges: 00:35–10:35 is 5-second rows for 00:35–01:00, 30-second
+    rows for 01:00–05:00, one 5-minute row, a 30-second row for 10:00–10:30 and a 5-second
+    row for 10:30–10:35.
+    """
+    if first >= upto:
+        return []
+    width, finer = widths[-1], widths[:-1]
+    if not finer:
+        return [(width, first, upto)]
+    low, high = ceil_to(first, width), floor_to(upto, width)
+    if low >= high:
+        return row_spans(first, upto, finer)
+    return [*row_spans(first, low, finer), (width, low, high), *row_spans(high, upto, finer)]
+
+
 def relation(
-    window: Window, held: LiveCoverage, scope: LiveScope, *, level: int, coarse: bool,
+    window: Window, held: LiveCoverage, scope: LiveScope, *, level: int, resolution: int,
     dimension: str | None = None,
 ) -> tuple[str, dict]:
     """beacons_live rows (or, with `dimension`, beacons_live_devices rows of that dimension)
     holding exactly the beacons of the window in scope: rows of `level` (live_rows.LEVELS:
-    the coarsest that keeps the scope's columns and what the query groups by); 30-second
-    rows for the whole 30-second buckets of the window the layer holds when `coarse`
-    (summaries, 30-second series), 5-second rows for the rest it holds,
-    and rows aggregated from raw beacons for [held.upto, window.end) and, when the window
-    starts or ends inside a 5-second bucket (v1 ranges), for that partial bucket (its row is
-    timed at the bucket's start)."""
+    the coarsest that keeps the scope's columns and what the query groups by); for what the
+    layer holds, the fewest rows of the widths that divide `resolution` (the series bucket,
+    0 for one bucket: summaries), e.g. 5-minute rows for the whole 5 minutes of a summary and
+    30- and 5-second rows for its edges (`row_spans`); and rows aggregated from raw beacons
+    for [held.upto, window.end) and, when the window starts or ends inside a 5-second bucket
+    (v1 ranges), for that partial bucket (its row is timed at the bucket's start)."""
     first = ceil_to(window.start, LIVE_WIDTH)
     # whole 5-second rows up to here (a range ending inside a bucket reads that one raw)
     upto = max(floor_to(min(held.upto, window.end), LIVE_WIDTH), first)
-    # the 30-second buckets read from 30-second rows (none: an empty range)
-    low, high = ceil_to(first, COARSE_WIDTH), floor_to(upto, COARSE_WIDTH)
-    if not coarse or high <= low:
-        low = high = first
+    widths = tuple(w for w in WIDTHS if resolution % w == 0)
+    assert widths[:1] == (LIVE_WIDTH,), "series buckets are whole 5 seconds"
     params: dict = {"live_customers": list(scope.customer_ids), "level": level,
-                    "start": window.start, "first": first, "upto": upto, "end": window.end,
-                    "coarse_from": low, "coarse_to": high}
+                    "start": window.start, "first": first, "upto": upto, "end": window.end}
     filters = ""
     for column, value in scope.filters.items():
         filters += f" AND {column} = %(scope_{column})s"
@@ -76,13 +93,13 @@ def relation(
         table, tail = "beacons_live_devices", live_devices_select(raw_where, level, (dimension,))
         filters += " AND dimension = %(dimension)s"
         params["dimension"] = dimension
+    spans = []
+    for n, (width, low, high) in enumerate(row_spans(first, upto, widths)):
+        spans.append(f'(width = {width} AND "time" >= %(from_{n})s AND "time" < %(to_{n})s)')
+        params |= {f"from_{n}": low, f"to_{n}": high}
     held_rows = (
         f"SELECT * FROM {table} WHERE customer_id = ANY(%(live_customers)s)"
-        " AND level = %(level)s"
-        f"{filters} AND ((width = {COARSE_WIDTH}"
-        ' AND "time" >= %(coarse_from)s AND "time" < %(coarse_to)s)'
-        f' OR (width = {LIVE_WIDTH} AND "time" >= %(first)s AND "time" < %(upto)s'
-        ' AND NOT ("time" >= %(coarse_from)s AND "time" < %(coarse_to)s)))')
+        f" AND level = %(level)s{filters} AND ({' OR '.join(spans) or 'false'})")
     return f"({held_rows} UNION ALL {tail}) AS rows", params
 
 
@@ -95,11 +112,12 @@ def answers(window: Window, held: LiveCoverage | None) -> bool:
 
 
 async def source(
-    db: Database, window: Window, scope: LiveScope, *, level: int, coarse: bool,
+    db: Database, window: Window, scope: LiveScope, *, level: int, resolution: int,
     dimension: str | None = None,
 ) -> tuple[str, dict] | None:
     """`relation` for the window, or None when the layer does not answer it (`answers`)."""
     held = await coverage(db)
     if held is None or not answers(window, held):
         return None
-    return relation(window, held, scope, level=level, coarse=coarse, dimension=dimension)
+    return relation(window, held, scope, level=level, resolution=resolution,
+                    dimension=dimension)

@@ -3,9 +3,10 @@
 The legacy live / 10m / 1h windows used to aggregate every raw beacon of their window on
 each request (1.8 M beacons for 10 minutes of 15,000 viewers). The metrics service now rolls
 each closed 5-second bucket of every customer into beacons_live and beacons_live_devices
-(edgestats_core.metrics.live_rows) about a second after it closes, and each complete
-30-second bucket from those; readers (metrics_service.live_reads) take the rows up to
-where the layer is complete and only the newest seconds from raw beacons.
+(edgestats_core.metrics.live_rows) about a second after it closes, each complete 30-second
+bucket from those and each complete 5 minutes from the 30-second rows; readers
+(metrics_service.live_reads) take the fewest rows up to where the layer is complete and only
+the newest seconds from raw beacons.
 
 Never behind raw, as the minute roller (minute_rollups): a roll first fences — it takes the
 advisory locks of the hours it will cover exclusively, which waits for the ingest
@@ -27,8 +28,8 @@ import psycopg
 
 from edgestats_core.config import Settings
 from edgestats_core.metrics.live_rows import (
-    COARSE_WIDTH,
     LIVE_WIDTH,
+    WIDTHS,
     coarse_select,
     live_devices_select,
     live_select,
@@ -75,7 +76,8 @@ def _fence(
     """Fence up to `goal`, or `STEP` past the start of the recomputation when that is
     earlier; (held_from, start, end of the recomputation) or None when the layer is complete
     up to `goal` already."""
-    oldest = floor_to(goal - RETENTION, COARSE_WIDTH)
+    # whole buckets of every width: the layer starts on a 5-minute boundary
+    oldest = floor_to(goal - RETENTION, WIDTHS[-1])
     with conn.transaction():
         row = conn.execute("SELECT held_from, rolled_to, fenced_to FROM live_progress"
                            " FOR UPDATE").fetchone()
@@ -102,18 +104,20 @@ def _fence(
 
 
 def _roll(conn: psycopg.Connection, held_from: datetime, start: datetime, goal: datetime) -> None:
-    """Replace the 5-second rows of [start, goal) and the 30-second rows they complete,
-    expire rows before `held_from`, and advance rolled_to, in one transaction."""
-    fine = {"start": start, "end": goal}
-    coarse = {"start": floor_to(start, COARSE_WIDTH), "end": floor_to(goal, COARSE_WIDTH)}
+    """Replace the 5-second rows of [start, goal) and the coarser rows they complete, expire
+    rows before `held_from`, and advance rolled_to, in one transaction."""
+    spans = {width: {"start": floor_to(start, width), "end": floor_to(goal, width)}
+             for width in WIDTHS}
     with conn.transaction():
         for table in TABLES:
             conn.execute(f'DELETE FROM {table} WHERE "time" < %s', (held_from,))
-            conn.execute(f"DELETE FROM {table} WHERE width = {LIVE_WIDTH} AND {_RAW}", fine)
-            conn.execute(f"DELETE FROM {table} WHERE width = {COARSE_WIDTH} AND {_RAW}", coarse)
-            conn.execute(_INSERTS[table], fine)
-            if coarse["end"] > coarse["start"]:
-                conn.execute(f"INSERT INTO {table} {coarse_select(table)}", coarse)
+            for width, span in spans.items():
+                conn.execute(f"DELETE FROM {table} WHERE width = {width} AND {_RAW}", span)
+            conn.execute(_INSERTS[table], spans[LIVE_WIDTH])
+            for width in WIDTHS[1:]:  # each from the finer rows just written or held
+                if spans[width]["end"] > spans[width]["start"]:
+                    conn.execute(f"INSERT INTO {table} {coarse_select(table, width)}",
+                                 spans[width])
         conn.execute("UPDATE live_progress SET rolled_to = %s, rolled_at = now()", (goal,))
 
 

@@ -138,7 +138,7 @@ class V1Answers:
         relation, params = live_reads.relation(
             window, held, live_reads.LiveScope(spec.customer_ids, filters),
             level=live_rows.level_for(set(filters)),
-            coarse=window.resolution_seconds % live_rows.COARSE_WIDTH == 0)
+            resolution=window.resolution_seconds)
         return planner.live_plan(spec, metric, relation, params)
 
 

@@ -1,7 +1,7 @@
-"""The live roller against real PostgreSQL: its 5- and 30-second rows equal sums computed here
-from the beacons, a roll waits for the ingests in flight, a late beacon marks its bucket and
-the next roll recomputes it, rows older than the retention go. On a database of its own: the
-roller rolls every customer's last 90 minutes."""
+"""The live roller against real PostgreSQL: its 5-, 30- and 300-second rows equal sums
+computed here from the beacons, a roll waits for the ingests in flight, a late beacon marks
+its bucket and the next roll recomputes it, rows older than the retention go. On a database
+of its own: the roller rolls every customer's last 90 minutes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from edgestats_core.metrics.live_rows import LEVELS
+from edgestats_core.metrics.live_rows import LEVELS, WIDTHS
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO
@@ -87,7 +87,7 @@ def stored(
 
 
 def assert_rows_as_beacons(url: str, customer_id: str, beacons: list[dict], until: datetime):
-    for width, level in itertools.product((5, 30), LEVELS):
+    for width, level in itertools.product(WIDTHS, LEVELS):
         complete = floor_to(until, width)
         want = expected(beacons, width, complete)
         got = stored(url, customer_id, width, complete, level)

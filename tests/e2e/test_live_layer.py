@@ -137,11 +137,12 @@ V1_PATHS = ["audience", "traffic", "viewing_time", "buffer_health", "qoe/rebuffe
 
 
 def assert_v1_like_raw(world: World) -> None:
-    """v1 metrics the live layer keeps, over the last hour at minute buckets (ranges starting
-    and ending inside a 5-second bucket), equal the v1 oracle."""
+    """v1 metrics the live layer keeps, over the last hour at minute and fifteen-minute
+    buckets (ranges starting and ending inside a 5-second bucket), equal the v1 oracle."""
     ranges = [(world.now - timedelta(hours=1) + timedelta(seconds=3), world.now),
               (world.now - timedelta(minutes=17, seconds=2), world.now - timedelta(seconds=1))]
-    cases = [(start, end, "minute") for start, end in ranges]
+    cases = [(start, end, granularity) for start, end in ranges
+             for granularity in ("minute", "fifteen_minute")]
     # the not-yet-rolled tail of the historical totals (no rollup in this database)
     cases.append((world.now - timedelta(hours=6), world.now - timedelta(seconds=3), "hour"))
     for start, end, granularity in cases:
@@ -183,8 +184,8 @@ def test_raw_only_before_any_roll(world: World):
 
 
 def test_rolled_to_inside_the_windows(world: World):
-    """Rolled to 7 min 13 s... before now: inside 10m and 1h (not at a 30 s boundary), so
-    the answers mix 30-second rows, 5-second rows and raw beacons."""
+    """Rolled to 7 min 15 s before now: inside 10m and 1h (not at a 30 s boundary), so
+    the answers mix 5-minute, 30-second and 5-second rows and raw beacons."""
     upto = world.now - timedelta(minutes=7, seconds=15)
     world.roll(upto)
     assert world.upto() == upto

@@ -149,7 +149,7 @@ def test_historical_plans_read_rolled_hours_and_the_raw_rest():
     rolled = frozenset({datetime(2026, 11, 25, 8, tzinfo=UTC)})
     plan = planner.plan(spec, V1_METRICS["audience"], NOW, rolled)
     assert plan.layer == "historical-hour"
-    assert "FROM beacons_hour" in plan.sql and "hll_union_agg(sessions)" in plan.sql
+    assert "FROM beacons_hour" in plan.sql and "hll_union_cardinality(sessions)" in plan.sql
     # the raw part reads only the hours not rolled up, as ranges PostgreSQL can prune by
     assert (plan.params["raw_from_0"], plan.params["raw_to_0"]) == (
         datetime(2026, 11, 25, 7, tzinfo=UTC), datetime(2026, 11, 25, 8, tzinfo=UTC))

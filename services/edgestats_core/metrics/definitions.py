@@ -55,7 +55,7 @@ def distinct_sessions(where: str = "") -> str:
     """Over rollup rows: the estimated distinct sessions of the rows matching `where` (0 when
     none), an integer."""
     only = _only_where(where)
-    return f"coalesce(round(hll_cardinality(hll_union_agg(sessions){only})), 0)::bigint"
+    return f"coalesce(round(hll_union_cardinality(sessions){only}), 0)::bigint"
 
 
 def rolled_avg(column: str, where: str = "") -> str:

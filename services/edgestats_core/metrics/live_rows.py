@@ -1,6 +1,6 @@
 """Live rows (issue #14): the shape of the live layer and how raw beacons become it.
 
-beacons_live holds, per customer and 5- or 30-second bucket, the sums and counts the legacy
+beacons_live holds, per customer and 5-, 30- or 300-second bucket, the sums and counts the legacy
 metrics read (`definitions.ROLLUP_SUMMARY_METRICS`, `StatMetric.rollup_expression`: the same
 column names as the rollups) split by source and p2p_compatible, with the bucket's sessions
 as a HyperLogLog; beacons_live_devices the sessions per device dimension value. Each bucket
@@ -17,6 +17,9 @@ from edgestats_core.metrics.rollup_rows import HLL_LOG2M
 
 LIVE_WIDTH = 5      # seconds: the live and 10m series resolution
 COARSE_WIDTH = 30   # seconds: the 1h series resolution
+BLOCK_WIDTH = 300   # seconds: whole 5 minutes of summaries and v1 five-minute series
+# every row width, finest first: each coarser row merges whole rows of the one before
+WIDTHS = (LIVE_WIDTH, COARSE_WIDTH, BLOCK_WIDTH)
 SCOPE = ("channel_id", "stream_id", "masked_stream_uri", "bitrate", "representation_id")
 SPLIT = ("source", "p2p_compatible")
 MEASURES = (
@@ -117,9 +120,10 @@ def live_devices_select(
     """
 
 
-def coarse_select(table: str) -> str:
-    """30-second rows of `table` (beacons_live or beacons_live_devices) merged from its
-    5-second rows in [%(start)s, %(end)s)."""
+def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
+    """`width`-second rows of `table` (beacons_live or beacons_live_devices) merged from its
+    rows of the next finer width (`WIDTHS`) in [%(start)s, %(end)s)."""
+    finer = WIDTHS[WIDTHS.index(width) - 1]
     if table == "beacons_live":
         keys = ", ".join((*SCOPE, *SPLIT))
         merged = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for m in MEASURES)])
@@ -127,9 +131,9 @@ def coarse_select(table: str) -> str:
         keys, merged = ", ".join((*DEVICE_SCOPE, "dimension", "value")), ""
     aggregates = f"{merged + ', ' if merged else ''}hll_union_agg(sessions)"
     return f"""
-    SELECT customer_id, level, {COARSE_WIDTH}::smallint, {_bucket(COARSE_WIDTH)} AS bucket,
+    SELECT customer_id, level, {width}::smallint, {_bucket(width)} AS bucket,
            {keys}, {aggregates}
     FROM {table}
-    WHERE width = {LIVE_WIDTH} AND "time" >= %(start)s AND "time" < %(end)s
+    WHERE width = {finer} AND "time" >= %(start)s AND "time" < %(end)s
     GROUP BY customer_id, level, bucket, {keys}
     """

@@ -204,8 +204,8 @@ _ROLLUP_AGGREGATES: dict[str, dict[str, str]] = {
                                    f" ARRAY{list(JOIN_TIME_QUANTILES)}::float8[])"},
     "qoe/optimal_viewport/percentage": {
         # a union of nothing (no such session) is null: none
-        "sessions": "coalesce(round(hll_cardinality(hll_union_agg(viewport_sessions))), 0)",
-        "optimal_sessions": "coalesce(round(hll_cardinality(hll_union_agg(optimal_sessions))), 0)",
+        "sessions": "coalesce(round(hll_union_cardinality(viewport_sessions)), 0)",
+        "optimal_sessions": "coalesce(round(hll_union_cardinality(optimal_sessions)), 0)",
     },
     "qoe/rebuffering/ratio": {
         "rebuffering_ratio": ratio("sum_buffering_time", "sum_playing_time", "")},

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 
 from edgestats_core.db import Database
 from edgestats_core.metrics.live_rows import (
+    BLOCK_WIDTH,
     COVERAGE_SQL,
+    DEVICE_WIDTHS,
     LIVE_WIDTH,
     WIDTHS,
     live_devices_select,
@@ -44,11 +46,13 @@ class LiveScope:
 def row_spans(
     first: datetime, upto: datetime, widths: tuple[int, ...] = WIDTHS,
 ) -> list[tuple[int, datetime, datetime]]:
-    """[first, upto) (whole 5-second buckets) as the fewest rows of `widths` (finest first,
-    the first 5): (width, start, end) spans, the coarsest width's whole buckets in the middle
-    and finer ones at the edges: 00:35–10:35 is 5-second rows for 00:35–01:00, 30-second
-    rows for 01:00–05:00, one 5-minute row, a 30-second row for 10:00–10:30 and a 5-second
-    row for 10:30–10:35.
+    """[first, upto) (whole 5-second buckets) as the fewest rows of `widths` (bucket widths,
+    finest first, the first 5): (width, start, end) spans of rows of that width. With
+    5-minute rows, a range that starts or ends on a block's end reads the block's edge rows
+    (live_rows): 00:35–10:35 is a suffix row for 00:35–05:00, a block row, a prefix row for
+    10:00–10:35. Otherwise the coarsest width's whole buckets fill the middle and finer ones
+    the edges (00:35–04:35: 5-second rows for 00:35–01:00, 30-second rows for 01:00–04:30, a
+    5-second row for 04:30–04:35).
     """
     if first >= upto:
         return []
@@ -56,6 +60,11 @@ def row_spans(
     if not finer:
         return [(width, first, upto)]
     low, high = ceil_to(first, width), floor_to(upto, width)
+    if width == BLOCK_WIDTH and low <= high:  # not strictly inside one block: edge rows
+        return [span for span in ((int((low - first).total_seconds()), first, low),
+                                  (width, low, high),
+                                  (int((upto - high).total_seconds()), high, upto))
+                if span[1] < span[2]]
     if low >= high:
         return row_spans(first, upto, finer)
     return [*row_spans(first, low, finer), (width, low, high), *row_spans(high, upto, finer)]
@@ -69,14 +78,14 @@ def relation(
     holding exactly the beacons of the window in scope: rows of `level` (live_rows.LEVELS:
     the coarsest that keeps the scope's columns and what the query groups by); for what the
     layer holds, the fewest rows of the widths that divide `resolution` (the series bucket,
-    0 for one bucket: summaries), e.g. 5-minute rows for the whole 5 minutes of a summary and
-    30- and 5-second rows for its edges (`row_spans`); and rows aggregated from raw beacons
+    0 for one bucket: summaries), e.g. for a 10m summary a block's suffix, a block and a
+    block's prefix (`row_spans`); and rows aggregated from raw beacons
     for [held.upto, window.end) and, when the window starts or ends inside a 5-second bucket
     (v1 ranges), for that partial bucket (its row is timed at the bucket's start)."""
     first = ceil_to(window.start, LIVE_WIDTH)
     # whole 5-second rows up to here (a range ending inside a bucket reads that one raw)
     upto = max(floor_to(min(held.upto, window.end), LIVE_WIDTH), first)
-    widths = tuple(w for w in WIDTHS if resolution % w == 0)
+    widths = tuple(w for w in (DEVICE_WIDTHS if dimension else WIDTHS) if resolution % w == 0)
     assert widths[:1] == (LIVE_WIDTH,), "series buckets are whole 5 seconds"
     params: dict = {"live_customers": list(scope.customer_ids), "level": level,
                     "start": window.start, "first": first, "upto": upto, "end": window.end}
@@ -95,8 +104,9 @@ def relation(
         params["dimension"] = dimension
     spans = []
     for n, (width, low, high) in enumerate(row_spans(first, upto, widths)):
-        spans.append(f'(width = {width} AND "time" >= %(from_{n})s AND "time" < %(to_{n})s)')
-        params |= {f"from_{n}": low, f"to_{n}": high}
+        # the rows starting in [low, high - width]: one for an edge row
+        spans.append(f'(width = {width} AND "time" >= %(from_{n})s AND "time" <= %(last_{n})s)')
+        params |= {f"from_{n}": low, f"last_{n}": high - timedelta(seconds=width)}
     held_rows = (
         f"SELECT * FROM {table} WHERE customer_id = ANY(%(live_customers)s)"
         f" AND level = %(level)s{filters} AND ({' OR '.join(spans) or 'false'})")

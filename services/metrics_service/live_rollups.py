@@ -4,7 +4,8 @@ The legacy live / 10m / 1h windows used to aggregate every raw beacon of their w
 each request (1.8 M beacons for 10 minutes of 15,000 viewers). The metrics service now rolls
 each closed 5-second bucket of every customer into beacons_live and beacons_live_devices
 (edgestats_core.metrics.live_rows) about a second after it closes, each complete 30-second
-bucket from those and each complete 5 minutes from the 30-second rows; readers
+bucket from those, each complete 5 minutes from the 30-second rows, and the 5-minute
+blocks' edge rows (prefixes as they grow, suffixes once a block is complete); readers
 (metrics_service.live_reads) take the fewest rows up to where the layer is complete and only
 the newest seconds from raw beacons.
 
@@ -28,9 +29,12 @@ import psycopg
 
 from edgestats_core.config import Settings
 from edgestats_core.metrics.live_rows import (
+    BLOCK_WIDTH,
+    DEVICE_WIDTHS,
     LIVE_WIDTH,
     WIDTHS,
     coarse_select,
+    edge_select,
     live_devices_select,
     live_select,
 )
@@ -49,6 +53,8 @@ RETENTION = timedelta(minutes=90)
 # burst) commits its progress every few seconds, and readers use it at once
 STEP = timedelta(seconds=30)
 TABLES = ("beacons_live", "beacons_live_devices")
+_WIDTHS = {"beacons_live": WIDTHS, "beacons_live_devices": DEVICE_WIDTHS}
+_STEP_5S = timedelta(seconds=LIVE_WIDTH)
 _RAW = '"time" >= %(start)s AND "time" < %(end)s'
 _INSERTS = {
     "beacons_live": f"INSERT INTO beacons_live {live_select(_RAW)}",
@@ -104,21 +110,54 @@ def _fence(
 
 
 def _roll(conn: psycopg.Connection, held_from: datetime, start: datetime, goal: datetime) -> None:
-    """Replace the 5-second rows of [start, goal) and the coarser rows they complete, expire
-    rows before `held_from`, and advance rolled_to, in one transaction."""
-    spans = {width: {"start": floor_to(start, width), "end": floor_to(goal, width)}
-             for width in WIDTHS}
+    """Replace the 5-second rows of [start, goal), the coarser rows and the edge rows they
+    complete, expire rows before `held_from`, and advance rolled_to, in one transaction."""
     with conn.transaction():
         for table in TABLES:
+            widths = _WIDTHS[table]
+            spans = {w: {"start": floor_to(start, w), "end": floor_to(goal, w)} for w in widths}
             conn.execute(f'DELETE FROM {table} WHERE "time" < %s', (held_from,))
             for width, span in spans.items():
                 conn.execute(f"DELETE FROM {table} WHERE width = {width} AND {_RAW}", span)
             conn.execute(_INSERTS[table], spans[LIVE_WIDTH])
-            for width in WIDTHS[1:]:  # each from the finer rows just written or held
+            for width in widths[1:]:  # each from the finer rows just written or held
                 if spans[width]["end"] > spans[width]["start"]:
                     conn.execute(f"INSERT INTO {table} {coarse_select(table, width)}",
                                  spans[width])
+        _roll_edges(conn, start, goal)
         conn.execute("UPDATE live_progress SET rolled_to = %s, rolled_at = now()", (goal,))
+
+
+def _roll_edges(conn: psycopg.Connection, start: datetime, goal: datetime) -> None:
+    """Replace the edge rows (live_rows: block prefixes and suffixes) holding a bucket of
+    [start, goal): each prefix extended by the next 5-second row, and the suffixes of every
+    block [start, goal) completes, from its end backwards (a 5-second row and the suffix
+    after it)."""
+    block = timedelta(seconds=BLOCK_WIDTH)
+    conn.execute(
+        f'DELETE FROM beacons_live WHERE width NOT IN {WIDTHS} AND "time" >= %(first)s'
+        """ AND "time" < %(end)s AND "time" + width * interval '1 second' > %(start)s""",
+        {"first": floor_to(start, BLOCK_WIDTH), "start": start, "end": goal})
+    insert = f"INSERT INTO beacons_live {edge_select()}"
+    bucket = start
+    while bucket < goal:  # prefixes [B, bucket + 5 s)
+        first = floor_to(bucket, BLOCK_WIDTH)
+        done = int((bucket - first).total_seconds())
+        if done and done + LIVE_WIDTH not in WIDTHS:
+            conn.execute(insert, {"time": first, "width": done + LIVE_WIDTH, "a_time": first,
+                                  "a_width": done, "b_time": bucket, "b_width": LIVE_WIDTH})
+        bucket += _STEP_5S
+    end = floor_to(start, BLOCK_WIDTH) + block
+    while end <= goal:  # suffixes [x, end) of a completed block, x from its end backwards
+        bucket = end - 2 * _STEP_5S
+        while bucket > end - block:
+            width = int((end - bucket).total_seconds())
+            if width not in WIDTHS:
+                conn.execute(insert, {"time": bucket, "width": width, "a_time": bucket,
+                                      "a_width": LIVE_WIDTH, "b_time": bucket + _STEP_5S,
+                                      "b_width": width - LIVE_WIDTH})
+            bucket -= _STEP_5S
+        end += block
 
 
 def roll_up_live(conn: psycopg.Connection, now: datetime) -> LiveRoll | None:

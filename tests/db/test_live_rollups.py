@@ -1,7 +1,8 @@
-"""The live roller against real PostgreSQL: its 5-, 30- and 300-second rows equal sums
-computed here from the beacons, a roll waits for the ingests in flight, a late beacon marks
-its bucket and the next roll recomputes it, rows older than the retention go. On a database
-of its own: the roller rolls every customer's last 90 minutes."""
+"""The live roller against real PostgreSQL: its 5-, 30- and 300-second rows and the
+5-minute blocks' prefix and suffix rows equal sums computed here from the beacons, a roll
+waits for the ingests in flight, a late beacon marks its bucket and the next roll recomputes
+it, rows older than the retention go. On a database of its own: the roller rolls every
+customer's last 90 minutes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from edgestats_core.metrics.live_rows import LEVELS, WIDTHS
+from edgestats_core.metrics.live_rows import BLOCK_WIDTH, LEVELS, WIDTHS
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO
@@ -95,6 +96,47 @@ def assert_rows_as_beacons(url: str, customer_id: str, beacons: list[dict], unti
         for t, (n, kbit, sessions) in want.items():
             assert got[t][0] == n and got[t][2] == sessions
             assert got[t][1] == pytest.approx(kbit, rel=1e-9)
+    assert_edges_as_beacons(url, customer_id, beacons, until)
+
+
+def edges(first: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """Every prefix [B, x) of the 5-minute blocks from `first` rolled by `until` (up to x =
+    until), and every suffix [x, B + 300) of the blocks complete by then."""
+    block, step = timedelta(seconds=BLOCK_WIDTH), timedelta(seconds=5)
+    spans = []
+    start = floor_to(first, BLOCK_WIDTH)
+    while start < until:
+        for n in range(1, BLOCK_WIDTH // 5):
+            x = start + n * step
+            if x <= until:
+                spans.append((start, x))
+            if start + block <= until:
+                spans.append((x, start + block))
+        start += block
+    return spans
+
+
+def assert_edges_as_beacons(url: str, customer_id: str, beacons: list[dict], until: datetime):
+    """Each block prefix and suffix, named by (time, width), holds the beacons of its span,
+    at every level (summed over its groups)."""
+    first = min(b["__time"] for b in beacons)
+    with psycopg.connect(url) as conn:
+        for low, high in edges(first, until):
+            rows = [b for b in beacons if low <= b["__time"] < high]
+            want = (len(rows), sum(r["TotalDownlinkThroughput"] for r in rows),
+                    len({r["SessionId"] for r in rows}))
+            got = conn.execute(
+                "SELECT level, sum(beacons)::int, sum(sum_total_downlink_throughput),"
+                " round(hll_cardinality(hll_union_agg(sessions)))::int FROM beacons_live"
+                ' WHERE customer_id = %s AND "time" = %s AND width = %s GROUP BY level',
+                (customer_id, low, int((high - low).total_seconds()))).fetchall()
+            if not rows:
+                assert got == []
+                continue
+            assert len(got) == len(LEVELS), (low, high)
+            for _, n, kbit, sessions in got:
+                assert (n, sessions) == (want[0], want[2]), (low, high)
+                assert kbit == pytest.approx(want[1], rel=1e-9)
 
 
 def test_rows_equal_the_beacons_and_a_late_beacon_is_recomputed(url):

@@ -18,8 +18,16 @@ from edgestats_core.metrics.rollup_rows import HLL_LOG2M
 LIVE_WIDTH = 5      # seconds: the live and 10m series resolution
 COARSE_WIDTH = 30   # seconds: the 1h series resolution
 BLOCK_WIDTH = 300   # seconds: whole 5 minutes of summaries and v1 five-minute series
-# every row width, finest first: each coarser row merges whole rows of the one before
+# every bucket width, finest first: each coarser row merges whole rows of the one before
 WIDTHS = (LIVE_WIDTH, COARSE_WIDTH, BLOCK_WIDTH)
+# beacons_live_devices keeps the series widths only (device breakdowns are 5 s or 30 s points)
+DEVICE_WIDTHS = (LIVE_WIDTH, COARSE_WIDTH)
+# Edge rows (beacons_live only): besides its buckets, each 5-minute block [B, B + 300) has a
+# row for every prefix [B, x) and every suffix [x, B + 300) of its 5-second grid, so that a
+# window reads one row per group for its part of a block it starts or ends inside (a 10m
+# summary: suffix, block, prefix). A row holds [time, time + width); prefixes and suffixes
+# that are buckets already (widths 5 and 30 at the block's ends) are not stored twice, so
+# (time, width) names one row either way, and edge rows never have a bucket width.
 SCOPE = ("channel_id", "stream_id", "masked_stream_uri", "bitrate", "representation_id")
 SPLIT = ("source", "p2p_compatible")
 MEASURES = (
@@ -136,4 +144,20 @@ def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
     FROM {table}
     WHERE width = {finer} AND "time" >= %(start)s AND "time" < %(end)s
     GROUP BY customer_id, level, bucket, {keys}
+    """
+
+
+def edge_select(table: str = "beacons_live") -> str:
+    """The row [%(time)s, %(time)s + %(width)s seconds) of `table` merged from two adjacent
+    rows named by (time, width): %(a_time)s/%(a_width)s and %(b_time)s/%(b_width)s (an edge
+    row extended by a 5-second row), per customer, level and group."""
+    keys = ", ".join((*SCOPE, *SPLIT))
+    merged = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for m in MEASURES)])
+    return f"""
+    SELECT customer_id, level, %(width)s::smallint, %(time)s::timestamptz, {keys}, {merged},
+           hll_union_agg(sessions)
+    FROM {table}
+    WHERE ("time" = %(a_time)s AND width = %(a_width)s)
+       OR ("time" = %(b_time)s AND width = %(b_width)s)
+    GROUP BY customer_id, level, {keys}
     """

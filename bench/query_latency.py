@@ -263,13 +263,15 @@ async def measure_endpoint(
 
 
 def check_live_devices(stack: Stack, key: str, data: DataSet) -> None:
-    """The service sees the frozen live window: its device counts add up to the live sessions."""
+    """The service sees the frozen live window: its device counts add up to the live sessions
+    (HyperLogLog estimates: within the documented 2 % of the exact count)."""
     answer = httpx.get(f"{stack.http_url}/summary/agg?time=live",
                        headers={"authorization": f"Bearer {key}"}, timeout=60).json()[0]
     devices = sum(answer[k] for k in ("cdn_devices", "p2p_devices", "not_compatible_devices"))
-    verdict = "OK" if devices == data.live else "MISMATCH"
+    error = devices / data.live - 1
+    verdict = "OK (within 2 %)" if abs(error) <= 0.02 else "MISMATCH"
     print(f"live devices answered by /summary/agg?time=live: {devices:,}"
-          f" (PostgreSQL: {data.live:,}): {verdict}")
+          f" (PostgreSQL, exact: {data.live:,}, {error:+.2%}): {verdict}")
 
 
 def summary_line(results: list[EndpointResult], data: DataSet, args: argparse.Namespace) -> str:

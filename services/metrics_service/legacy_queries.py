@@ -24,7 +24,7 @@ from edgestats_core.metrics.definitions import (
     StatMetric,
     pretty_duration,
 )
-from edgestats_core.metrics.live_rows import level_for
+from edgestats_core.metrics.live_rows import DEVICE_SESSIONS, level_for
 from edgestats_core.query import planner
 from edgestats_core.query.windows import Window, floor_to
 from metrics_service import live_reads
@@ -300,7 +300,8 @@ async def _live_points(
     if live is None:
         return None
     relation, params = live
-    return await _series_over(db, query, metric, relation, params, "value")
+    return await _series_over(db, query, metric, relation, params, "value",
+                              estimated=metric.group_column is not None)
 
 
 def _series_layer(query: LegacyQuery) -> str:
@@ -323,13 +324,19 @@ async def _rollup_points(
 
 async def _series_over(
     db: Database, query: LegacyQuery, metric: StatMetric, relation: str, params: dict,
-    key: str,
+    key: str, estimated: bool = False,
 ) -> list[dict]:
     """The metric's rollup form per series bucket over `relation` (rollup or live rows);
-    device breakdowns per value of its `key` column."""
+    device breakdowns per value of its `key` column, from the rows' stored estimates where a
+    point is one row when `estimated` (live device rows: live_rows.DEVICE_SESSIONS)."""
     assert metric.rollup_expression is not None
     expression = metric.rollup_expression(query.source)
-    if metric.group_column:
+    if metric.group_column and estimated:
+        rows = (f"SELECT *, {_BUCKET} AS bucket, nullif({key}, '') AS k, count(*) OVER"
+                f" (PARTITION BY {_BUCKET}, {key}) AS siblings FROM {relation}")
+        sql = _by_group_sql(f"SELECT bucket, k, {DEVICE_SESSIONS} AS n FROM ({rows}) r"
+                            " GROUP BY 1, 2")
+    elif metric.group_column:
         sql = _by_group_sql(f"SELECT {_BUCKET} AS bucket, nullif({key}, '') AS k,"
                             f" {expression} AS n FROM {relation} GROUP BY 1, 2")
     else:

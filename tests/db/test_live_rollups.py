@@ -97,6 +97,12 @@ def assert_rows_as_beacons(url: str, customer_id: str, beacons: list[dict], unti
             assert got[t][0] == n and got[t][2] == sessions
             assert got[t][1] == pytest.approx(kbit, rel=1e-9)
     assert_edges_as_beacons(url, customer_id, beacons, until)
+    with psycopg.connect(url) as conn:  # device rows carry their sketch's estimate
+        rows, wrong = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE sessions_estimate <> hll_cardinality("
+            "sessions)) FROM beacons_live_devices WHERE customer_id = %s",
+            (customer_id,)).fetchone()
+    assert rows and not wrong
 
 
 def edges(first: datetime, until: datetime) -> list[tuple[datetime, datetime]]:

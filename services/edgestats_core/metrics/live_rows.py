@@ -57,6 +57,12 @@ COVERAGE_SQL = """
 SELECT held_from, least(rolled_to, (SELECT min(bucket) FROM live_late_buckets)) AS upto
 FROM live_progress
 """
+# Distinct sessions of a group of beacons_live_devices rows (a device series point and value)
+# given `siblings`, the group's row count: a lone row's stored estimate (a whole bucket of
+# one value, most points), else the union of the rows' sketches (a window's edges, raw rows).
+DEVICE_SESSIONS = ("coalesce(round(CASE WHEN count(*) = 1 THEN min(sessions_estimate)"
+                   " ELSE hll_union_cardinality(sessions) FILTER (WHERE siblings > 1) END),"
+                   " 0)::bigint")
 # the aggregate columns of the rollup totals (rollup_rows.TOTALS_COLUMNS) a live row has
 TOTALS_COLUMNS = frozenset({"beacons", "sessions",
                             *(f"{p}_{m}" for m in MEASURES for p in ("sum", "count"))})
@@ -118,14 +124,20 @@ def live_devices_select(
     (valueless) series point."""
     level_column, scope, group_by = _grouping(DEVICE_LEVELS, ("dimension", "value"), level)
     values = ", ".join(f"('{d}', {d})" for d in dimensions)
-    return f"""
+    return _with_estimate(f"""
     SELECT customer_id, ({level_column})::smallint AS level, {LIVE_WIDTH}::smallint AS width,
            bucket AS "time", {scope}, dimension, value, {_SESSION_HLL} AS sessions
     FROM (SELECT b.*, {_bucket(LIVE_WIDTH)} AS bucket, d.dimension, coalesce(d.value, '') AS value
           FROM beacons b CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value)
           WHERE {where}) b
     GROUP BY {group_by}
-    """
+    """)
+
+
+def _with_estimate(select: str) -> str:
+    """beacons_live_devices rows of `select` (its columns up to `sessions`) with the sketch's
+    estimate, `sessions_estimate`, computed once."""
+    return f"SELECT d.*, hll_cardinality(d.sessions) FROM ({select}) d"
 
 
 def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
@@ -137,14 +149,15 @@ def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
         merged = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for m in MEASURES)])
     else:
         keys, merged = ", ".join((*DEVICE_SCOPE, "dimension", "value")), ""
-    aggregates = f"{merged + ', ' if merged else ''}hll_union_agg(sessions)"
-    return f"""
+    aggregates = f"{merged + ', ' if merged else ''}hll_union_agg(sessions) AS sessions"
+    select = f"""
     SELECT customer_id, level, {width}::smallint, {_bucket(width)} AS bucket,
            {keys}, {aggregates}
     FROM {table}
     WHERE width = {finer} AND "time" >= %(start)s AND "time" < %(end)s
     GROUP BY customer_id, level, bucket, {keys}
     """
+    return select if table == "beacons_live" else _with_estimate(select)
 
 
 def edge_select(table: str = "beacons_live") -> str:

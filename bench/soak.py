@@ -230,6 +230,8 @@ async def drive(args: argparse.Namespace, base_url: str, ingest_keys: list[str],
         for minute in itertools.count(1):
             await asyncio.sleep(60)
             print(record.table(f"-- after {minute} min ({len(in_flight)} in flight)"), flush=True)
+            print("  RSS MB now: " + ", ".join(f"{name} {v[-1]:.0f}" for name, v in rss.items()),
+                  flush=True)
 
     watchers = [asyncio.create_task(sample_rss()), asyncio.create_task(progress())]
     await asyncio.gather(schedule(args.ingest_rate * args.load, seconds, ingest),

@@ -40,6 +40,40 @@ def test_entries_expire():
     asyncio.run(main())
 
 
+def test_expired_answers_are_dropped_without_waiting_for_a_full_cache(monkeypatch):
+    """Windows move with the clock: keys asked once must not pile up until max_entries."""
+    clock = [1000.0]
+    monkeypatch.setattr("edgestats_core.query.result_cache.time.monotonic", lambda: clock[0])
+
+    async def compute():
+        return "rows"
+
+    async def main():
+        cache = ResultCache(ttl_seconds=1.0, max_entries=10_000)
+        for second in range(300):  # a new window every second, for 5 minutes
+            clock[0] = 1000.0 + second
+            await cache.get(("tenant", "10m", second), compute)
+        # the answers of the last second or so; the rest expired and were dropped
+        assert len(cache) <= 3
+
+    asyncio.run(main())
+
+
+def test_a_full_cache_drops_its_older_half():
+    async def compute():
+        return 1
+
+    async def main():
+        cache = ResultCache(ttl_seconds=3600, max_entries=10)
+        for key in range(10):
+            await cache.get(key, compute)
+        assert len(cache) == 10
+        await cache.get("one more", compute)
+        assert len(cache) == 6  # 5 dropped, then the new one
+
+    asyncio.run(main())
+
+
 def test_errors_are_not_cached():
     attempts = []
 

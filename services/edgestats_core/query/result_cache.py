@@ -19,11 +19,20 @@ from edgestats_core import prometheus_metrics
 T = TypeVar("T")
 
 
+# expired answers are dropped at most this often (on a miss): windows move with the clock, so
+# most keys are never asked again, and their answers must not wait for `max_entries`
+SWEEP_SECONDS = 1.0
+
+
 class ResultCache(Generic[T]):
     def __init__(self, ttl_seconds: float = 1.0, max_entries: int = 10_000) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._entries: dict[Hashable, tuple[float, asyncio.Task[T]]] = {}
+        self._swept = 0.0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     async def get(
         self, key: Hashable, compute: Callable[[], Awaitable[T]], ttl: float | None = None
@@ -37,7 +46,7 @@ class ResultCache(Generic[T]):
         hit = entry is not None and entry[0] > now
         prometheus_metrics.CACHE.labels("hit" if hit else "miss").inc()
         if not hit:
-            if len(self._entries) >= self.max_entries:
+            if len(self._entries) >= self.max_entries or now - self._swept >= SWEEP_SECONDS:
                 self._evict(now)
             task = asyncio.ensure_future(compute())
             entry = (math.inf, task)  # shared while it runs
@@ -57,6 +66,10 @@ class ResultCache(Generic[T]):
             self._entries[key] = (time.monotonic() + ttl, task)
 
     def _evict(self, now: float) -> None:
+        """Drop the expired answers; when none is and the cache is full, the older half."""
+        self._swept = now
         expired = [k for k, (expires, _) in self._entries.items() if expires <= now]
-        for key in expired or list(self._entries)[: self.max_entries // 2]:
+        if not expired and len(self._entries) >= self.max_entries:
+            expired = list(self._entries)[: self.max_entries // 2]
+        for key in expired:
             self._entries.pop(key, None)

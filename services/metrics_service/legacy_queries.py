@@ -300,8 +300,7 @@ async def _live_points(
     if live is None:
         return None
     relation, params = live
-    return await _series_over(db, query, metric, relation, params, "value",
-                              estimated=metric.group_column is not None)
+    return await _series_over(db, query, metric, relation, params, "value", live=True)
 
 
 def _series_layer(query: LegacyQuery) -> str:
@@ -324,14 +323,14 @@ async def _rollup_points(
 
 async def _series_over(
     db: Database, query: LegacyQuery, metric: StatMetric, relation: str, params: dict,
-    key: str, estimated: bool = False,
+    key: str, live: bool = False,
 ) -> list[dict]:
-    """The metric's rollup form per series bucket over `relation` (rollup or live rows);
-    device breakdowns per value of its `key` column, from the rows' stored estimates where a
-    point is one row when `estimated` (live device rows: live_rows.DEVICE_SESSIONS)."""
+    """The metric's rollup form per series bucket over `relation` (rollup or, `live`, live
+    rows); device breakdowns per value of its `key` column (over live device rows from their
+    stored estimates where a point is one row: live_rows.DEVICE_SESSIONS)."""
     assert metric.rollup_expression is not None
     expression = metric.rollup_expression(query.source)
-    if metric.group_column and estimated:
+    if metric.group_column and live:
         rows = (f"SELECT *, {_BUCKET} AS bucket, nullif({key}, '') AS k, count(*) OVER"
                 f" (PARTITION BY {_BUCKET}, {key}) AS siblings FROM {relation}")
         sql = _by_group_sql(f"SELECT bucket, k, {DEVICE_SESSIONS} AS n FROM ({rows}) r"

@@ -140,13 +140,17 @@ def _with_estimate(select: str) -> str:
     return f"SELECT d.*, hll_cardinality(d.sessions) FROM ({select}) d"
 
 
+# a beacons_live row's group (besides customer and level) and its sums merged over rows
+_LIVE_KEYS = ", ".join((*SCOPE, *SPLIT))
+_LIVE_MERGED = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for m in MEASURES)])
+
+
 def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
     """`width`-second rows of `table` (beacons_live or beacons_live_devices) merged from its
     rows of the next finer width (`WIDTHS`) in [%(start)s, %(end)s)."""
     finer = WIDTHS[WIDTHS.index(width) - 1]
     if table == "beacons_live":
-        keys = ", ".join((*SCOPE, *SPLIT))
-        merged = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for m in MEASURES)])
+        keys, merged = _LIVE_KEYS, _LIVE_MERGED
     else:
         keys, merged = ", ".join((*DEVICE_SCOPE, "dimension", "value")), ""
     aggregates = f"{merged + ', ' if merged else ''}hll_union_agg(sessions) AS sessions"
@@ -164,13 +168,11 @@ def edge_select(table: str = "beacons_live") -> str:
     """The row [%(time)s, %(time)s + %(width)s seconds) of `table` merged from two adjacent
     rows named by (time, width): %(a_time)s/%(a_width)s and %(b_time)s/%(b_width)s (an edge
     row extended by a 5-second row), per customer, level and group."""
-    keys = ", ".join((*SCOPE, *SPLIT))
-    merged = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for m in MEASURES)])
     return f"""
-    SELECT customer_id, level, %(width)s::smallint, %(time)s::timestamptz, {keys}, {merged},
-           hll_union_agg(sessions)
+    SELECT customer_id, level, %(width)s::smallint, %(time)s::timestamptz, {_LIVE_KEYS},
+           {_LIVE_MERGED}, hll_union_agg(sessions)
     FROM {table}
     WHERE ("time" = %(a_time)s AND width = %(a_width)s)
        OR ("time" = %(b_time)s AND width = %(b_width)s)
-    GROUP BY customer_id, level, {keys}
+    GROUP BY customer_id, level, {_LIVE_KEYS}
     """

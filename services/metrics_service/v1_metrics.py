@@ -137,8 +137,8 @@ class V1Answers:
         filters = dict(spec.filters)
         relation, params = live_reads.relation(
             window, held, live_reads.LiveScope(spec.customer_ids, filters),
-            level=live_rows.level_for(set(filters)),
-            resolution=window.resolution_seconds)
+            level=live_rows.level_for(set(filters)), resolution=window.resolution_seconds,
+            dimension=planner.live_dimension(spec, metric))
         return planner.live_plan(spec, metric, relation, params)
 
 

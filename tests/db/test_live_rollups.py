@@ -1,8 +1,8 @@
-"""The live roller against real PostgreSQL: its 5-, 30- and 300-second rows and the
-5-minute blocks' prefix and suffix rows equal sums computed here from the beacons, a roll
-waits for the ingests in flight, a late beacon marks its bucket and the next roll recomputes
-it, rows older than the retention go. On a database of its own: the roller rolls every
-customer's last 90 minutes."""
+"""The live roller against real PostgreSQL: its 5-, 30- and 300-second rows, the 5-minute
+blocks' prefix and suffix rows and the whole-audience device rows equal sums and sessions
+computed here from the beacons, a roll waits for the ingests in flight, a late beacon marks
+its bucket and the next roll recomputes it, rows older than the retention go. On a database
+of its own: the roller rolls every customer's last 90 minutes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from edgestats_core.metrics.live_rows import BLOCK_WIDTH, LEVELS, WIDTHS
+from edgestats_core.metrics.live_rows import (
+    ALL_SESSIONS,
+    BLOCK_WIDTH,
+    DEVICE_LEVELS,
+    DEVICE_WIDTHS,
+    LEVELS,
+    WIDTHS,
+)
 from edgestats_core.query.windows import floor_to
 from edgestats_stack import postgres
 from edgestats_stack.stack import REPO
@@ -97,12 +104,37 @@ def assert_rows_as_beacons(url: str, customer_id: str, beacons: list[dict], unti
             assert got[t][0] == n and got[t][2] == sessions
             assert got[t][1] == pytest.approx(kbit, rel=1e-9)
     assert_edges_as_beacons(url, customer_id, beacons, until)
+    assert_whole_audience_as_beacons(url, customer_id, beacons, until)
     with psycopg.connect(url) as conn:  # device rows carry their sketch's estimate
         rows, wrong = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE sessions_estimate <> hll_cardinality("
             "sessions)) FROM beacons_live_devices WHERE customer_id = %s",
             (customer_id,)).fetchone()
     assert rows and not wrong
+
+
+def assert_whole_audience_as_beacons(
+    url: str, customer_id: str, beacons: list[dict], until: datetime,
+):
+    """The device rows of every session (ALL_SESSIONS) hold, per bucket of each width, the
+    bucket's sessions: one row a bucket for the whole customer, and the same sessions over
+    the groups of each deeper level."""
+    for width in DEVICE_WIDTHS:
+        complete = floor_to(until, width)
+        want = {t: sessions for t, (_, _, sessions) in expected(beacons, width, complete).items()}
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                'SELECT level, "time", count(*), round(hll_cardinality(hll_union_agg('
+                "sessions)))::int, round(min(sessions_estimate))::int FROM beacons_live_devices"
+                " WHERE customer_id = %s AND dimension = %s AND value = '' AND width = %s"
+                ' AND "time" < %s GROUP BY 1, 2', (customer_id, ALL_SESSIONS, width, complete),
+            ).fetchall()
+        for level in DEVICE_LEVELS:
+            got = {t: sessions for lv, t, _, sessions, _ in rows if lv == level}
+            assert got == want, (width, level)
+        whole = [(t, n, sessions, estimate) for lv, t, n, sessions, estimate in rows if lv == 0]
+        assert {n for _, n, _, _ in whole} == {1}
+        assert all(estimate == want[t] for t, _, _, estimate in whole)
 
 
 def edges(first: datetime, until: datetime) -> list[tuple[datetime, datetime]]:

@@ -8,6 +8,7 @@ customer's last 90 minutes, which must not change what other tests read."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -136,21 +137,28 @@ def assert_answers_like_raw(world: World) -> None:
 V1_PATHS = ["audience", "traffic", "viewing_time", "buffer_health", "qoe/rebuffering/ratio"]
 
 
+# unfiltered; in a channel (audience: the whole-audience device rows of that level); by
+# source (audience: beacons_live, whose rows split by it)
+V1_FILTERS = [{}, {"channel_id": "ch-1"}, {"source": "p2p"}]
+
+
 def assert_v1_like_raw(world: World) -> None:
     """v1 metrics the live layer keeps, over the last hour at minute and fifteen-minute
-    buckets (ranges starting and ending inside a 5-second bucket), equal the v1 oracle."""
+    buckets (ranges starting and ending inside a 5-second bucket), unfiltered and filtered,
+    equal the v1 oracle."""
     ranges = [(world.now - timedelta(hours=1) + timedelta(seconds=3), world.now),
               (world.now - timedelta(minutes=17, seconds=2), world.now - timedelta(seconds=1))]
     cases = [(start, end, granularity) for start, end in ranges
              for granularity in ("minute", "fifteen_minute")]
     # the not-yet-rolled tail of the historical totals (no rollup in this database)
     cases.append((world.now - timedelta(hours=6), world.now - timedelta(seconds=3), "hour"))
-    for start, end, granularity in cases:
-        body = {"from_date": iso(start), "to_date": iso(end), "granularity": granularity}
+    for (start, end, granularity), filters in itertools.product(cases, V1_FILTERS):
+        body = {"from_date": iso(start), "to_date": iso(end), "granularity": granularity,
+                **filters}
         for path in V1_PATHS:
             assert_same(ask(world.api, world.key, path, body),
                         oracle_v1.metric(path, world.beacons, ["c-live"], start, end,
-                                         granularity))
+                                         granularity, **filters))
 
 
 KPI = ("SELECT {by}COUNT(*) AS n, SUM(ViewingTime) AS vt, SUM(TotalDownlinkThroughput) AS t,"

@@ -1,11 +1,12 @@
 """Live rows (issue #14): the shape of the live layer and how raw beacons become it.
 
-beacons_live holds, per customer and 5-, 30- or 300-second bucket, the sums and counts the legacy
-metrics read (`definitions.ROLLUP_SUMMARY_METRICS`, `StatMetric.rollup_expression`: the same
-column names as the rollups) split by source and p2p_compatible, with the bucket's sessions
-as a HyperLogLog; beacons_live_devices the sessions per device dimension value. Each bucket
-has rows of four levels (`LEVELS`): the whole customer, per channel, per stream, per
-rendition (channel, stream, bitrate, representation).
+beacons_live holds, per customer and 5-, 30- or 300-second bucket, the sums and counts the
+legacy metrics read (`definitions.ROLLUP_SUMMARY_METRICS`, `StatMetric.rollup_expression`:
+the same column names as the rollups) split by source and p2p_compatible, with the bucket's
+sessions as a HyperLogLog; beacons_live_devices, per 5-, 30- or 60-second bucket, the
+sessions per device dimension value and all of them (`ALL_SESSIONS`). Each bucket has rows
+of four levels (`LEVELS`): the whole customer, per channel, per stream, per rendition
+(channel, stream, bitrate, representation).
 
 Used by the live roller (metrics_service.live_rollups) and by the queries that aggregate the
 not-yet-rolled seconds on the fly (metrics_service.live_reads), so both produce the same rows.
@@ -17,11 +18,13 @@ from edgestats_core.metrics.rollup_rows import HLL_LOG2M
 
 LIVE_WIDTH = 5      # seconds: the live and 10m series resolution
 COARSE_WIDTH = 30   # seconds: the 1h series resolution
+MINUTE_WIDTH = 60   # seconds: v1 minute points (beacons_live_devices only)
 BLOCK_WIDTH = 300   # seconds: whole 5 minutes of summaries and v1 five-minute series
 # every bucket width, finest first: each coarser row merges whole rows of the one before
 WIDTHS = (LIVE_WIDTH, COARSE_WIDTH, BLOCK_WIDTH)
-# beacons_live_devices keeps the series widths only (device breakdowns are 5 s or 30 s points)
-DEVICE_WIDTHS = (LIVE_WIDTH, COARSE_WIDTH)
+# beacons_live_devices keeps series widths: device breakdowns are 5 s or 30 s points, and the
+# whole audience (ALL_SESSIONS) of a v1 minute point is one 60-second row
+DEVICE_WIDTHS = (LIVE_WIDTH, COARSE_WIDTH, MINUTE_WIDTH)
 # Edge rows (beacons_live only): besides its buckets, each 5-minute block [B, B + 300) has a
 # row for every prefix [B, x) and every suffix [x, B + 300) of its 5-second grid, so that a
 # window reads one row per group for its part of a block it starts or ends inside (a 10m
@@ -36,6 +39,10 @@ MEASURES = (
     "aggregate_buffer_filling_rate", "dropped_frames", "cdn_response_time", "p2p_response_time",
 )
 DEVICE_DIMENSIONS = ("os_name", "browser_name", "connection_type")
+# beacons_live_devices' dimension whose one value ('') holds every session of its bucket and
+# scope, whatever their source or p2p_compatible: v1 audience reads one row (and its stored
+# estimate) per point instead of unions of beacons_live's source/p2p_compatible splits
+ALL_SESSIONS = "all"
 DEVICE_SCOPE = ("channel_id", "stream_id", "bitrate", "representation_id")
 
 # Row levels: the scope columns a level's rows keep (the others are null). A query reads the
@@ -116,14 +123,16 @@ def live_select(where: str, level: int | None = None) -> str:
 
 
 def live_devices_select(
-    where: str, level: int | None = None, dimensions: tuple[str, ...] = DEVICE_DIMENSIONS,
+    where: str, level: int | None = None,
+    dimensions: tuple[str, ...] = (*DEVICE_DIMENSIONS, ALL_SESSIONS),
 ) -> str:
     """beacons_live_devices rows at 5-second buckets from the raw beacons matching `where`,
-    for `dimensions` (column names of beacons, stored as the `dimension` value). A null value
-    is stored as '' (with the empty ones): a bucket whose beacons have no value still has a
-    (valueless) series point."""
+    for `dimensions` (column names of beacons, or ALL_SESSIONS, stored as the `dimension`
+    value). A null value is stored as '' (with the empty ones): a bucket whose beacons have
+    no value still has a (valueless) series point."""
     level_column, scope, group_by = _grouping(DEVICE_LEVELS, ("dimension", "value"), level)
-    values = ", ".join(f"('{d}', {d})" for d in dimensions)
+    values = ", ".join(f"('{d}', {'NULL::text' if d == ALL_SESSIONS else d})"
+                       for d in dimensions)
     return _with_estimate(f"""
     SELECT customer_id, ({level_column})::smallint AS level, {LIVE_WIDTH}::smallint AS width,
            bucket AS "time", {scope}, dimension, value, {_SESSION_HLL} AS sessions
@@ -147,8 +156,9 @@ _LIVE_MERGED = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for 
 
 def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
     """`width`-second rows of `table` (beacons_live or beacons_live_devices) merged from its
-    rows of the next finer width (`WIDTHS`) in [%(start)s, %(end)s)."""
-    finer = WIDTHS[WIDTHS.index(width) - 1]
+    rows of the next finer width (`WIDTHS`, `DEVICE_WIDTHS`) in [%(start)s, %(end)s)."""
+    widths = WIDTHS if table == "beacons_live" else DEVICE_WIDTHS
+    finer = widths[widths.index(width) - 1]
     if table == "beacons_live":
         keys, merged = _LIVE_KEYS, _LIVE_MERGED
     else:

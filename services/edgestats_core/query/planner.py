@@ -111,11 +111,28 @@ def reads_live(spec: V1Spec, metric: V1Metric) -> bool:
             and all(column in LIVE_FILTERS for column, _ in spec.filters))
 
 
+def live_dimension(spec: V1Spec, metric: V1Metric) -> str | None:
+    """The beacons_live_devices dimension the live layer answers the metric from, or None
+    for beacons_live: audience, unless filtered by what device rows do not split by (source,
+    p2p_compatible), reads the whole-audience rows (live_rows.ALL_SESSIONS), one per minute
+    point."""
+    if metric.path == "audience" and all(c in live_rows.DEVICE_SCOPE for c, _ in spec.filters):
+        return live_rows.ALL_SESSIONS
+    return None
+
+
 def live_plan(spec: V1Spec, metric: V1Metric, relation: str, params: dict) -> Plan:
-    """The metric's rollup form over live rows (`relation`, metrics_service.live_reads),
-    grouped by bucket and customer like `plan`."""
+    """The metric's rollup form over live rows (`relation`, metrics_service.live_reads, of
+    the `live_dimension`), grouped by bucket and customer like `plan`."""
+    bucket = bucket_sql(spec.granularity)
+    if live_dimension(spec, metric) is not None:  # a point of one row reads its estimate
+        rows = (f"SELECT *, {bucket} AS bucket, count(*) OVER (PARTITION BY {bucket},"
+                f" customer_id) AS siblings FROM {relation}")
+        sql = (f"SELECT bucket, customer_id, {live_rows.DEVICE_SESSIONS} AS audience"
+               f" FROM ({rows}) r GROUP BY 1, 2")
+        return Plan(sql, params, "live")
     outer = [f"{expr} AS {name}" for name, expr in (metric.rollup_aggregates or {}).items()]
-    sql = (f"SELECT {bucket_sql(spec.granularity)} AS bucket, customer_id, {', '.join(outer)}"
+    sql = (f"SELECT {bucket} AS bucket, customer_id, {', '.join(outer)}"
            f" FROM {relation} GROUP BY 1, 2")
     return Plan(sql, params, "live")
 

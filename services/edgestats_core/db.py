@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +20,10 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 # Every statement's time budget: past it PostgreSQL cancels the query (answered 504), so a
 # query over budget never keeps running after its caller gave up. Below Envoy's route timeout.
 STATEMENT_TIMEOUT_MS = 30_000
+# A pooled connection idle longer than this is checked (a round trip) before a request gets
+# it, so that one broken by a database restart is replaced, not handed out; one returned
+# more recently was working then, and a busy pool skips a round trip per checkout.
+CHECK_IDLE_SECONDS = 1.0
 
 
 class Database:
@@ -43,8 +49,19 @@ class Database:
                 "options": f"-c statement_timeout={statement_timeout_ms} -c jit=off"
                 " -c max_parallel_workers_per_gather=0",
             },
-            check=AsyncConnectionPool.check_connection,
+            check=self._check_if_idle,
+            reset=self._returned,
         )
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = (
+            weakref.WeakKeyDictionary())
+
+    async def _returned(self, conn: psycopg.AsyncConnection) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
+        """The pool's check: a round trip unless `conn` came back within CHECK_IDLE_SECONDS."""
+        if time.monotonic() - self._returned_at.get(conn, 0.0) > CHECK_IDLE_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)

@@ -81,7 +81,8 @@ def relation(
     0 for one bucket: summaries), e.g. for a 10m summary a block's suffix, a block and a
     block's prefix (`row_spans`); and rows aggregated from raw beacons
     for [held.upto, window.end) and, when the window starts or ends inside a 5-second bucket
-    (v1 ranges), for that partial bucket (its row is timed at the bucket's start)."""
+    (v1 ranges), for that partial bucket (its row is timed at the bucket's start); none when
+    the layer holds the whole window."""
     first = ceil_to(window.start, LIVE_WIDTH)
     # whole 5-second rows up to here (a range ending inside a bucket reads that one raw)
     upto = max(floor_to(min(held.upto, window.end), LIVE_WIDTH), first)
@@ -110,6 +111,8 @@ def relation(
     held_rows = (
         f"SELECT * FROM {table} WHERE customer_id = ANY(%(live_customers)s)"
         f" AND level = %(level)s{filters} AND ({' OR '.join(spans) or 'false'})")
+    if upto >= window.end and first == window.start:  # nothing to read raw: no raw scan to plan
+        return f"({held_rows}) AS rows", params
     return f"({held_rows} UNION ALL {tail}) AS rows", params
 
 

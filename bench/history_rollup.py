@@ -9,7 +9,9 @@ against DuckDB over the same raw rows, within a minute of the load.
 2. `--hours` of demo beacons of one customer (`--sessions` at peak) ending now are sent
    through Envoy as JSON batches (`POST /analytics/v1/ingest/beacons`) by `--clients`.
 3. From the end of the load, the seconds until every hour of it is in the rollups
-   (published, or the current ones rolled by the minute roller) and nothing is pending.
+   (published, or the current ones rolled by the minute roller) and nothing is pending, and
+   until the live layer holds the load's last 90 minutes (its roller recomputes them: they
+   arrived late, after their seconds had been rolled empty).
 4. Then, and once more a minute after the load: `audience`, `traffic` and `viewing_time`
    over the last 24 h at `hour` and over the last hour at `minute` (read from the live
    layer) (no data_layer: the planner chooses), p50 of `--requests`
@@ -44,6 +46,7 @@ from bench.common import (
 )
 from edgestats_cli.demo_data import DEMO_CUSTOMERS, generate_beacons, to_json_ready
 from edgestats_core.beacon_columns import COLUMNS
+from edgestats_core.metrics.live_rows import COVERAGE_SQL
 from edgestats_core.query.windows import floor_to
 
 METRICS = {
@@ -78,6 +81,13 @@ async def send(url: str, key: str, beacons: Iterator[dict], batch: int, clients:
     finally:
         await asyncio.gather(*(c.close() for c in connections))
     return accepted
+
+
+def live_held(url: str, end: datetime) -> bool:
+    """Whether the live layer holds every beacon up to `end` (no late bucket before it)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(COVERAGE_SQL).fetchone()
+    return row is not None and row[1] >= end
 
 
 def unrolled(url: str, start: datetime, end: datetime) -> tuple[int, int]:
@@ -215,6 +225,11 @@ def main() -> None:
             time.sleep(1)
         print(f"every hour in the rollups {time.perf_counter() - loaded_at:.0f} s after the load"
               " (no Airflow, no backfill)")
+        while not live_held(url, end):
+            if time.perf_counter() - loaded_at > 900:
+                raise SystemExit("the live layer not complete 15 min after the load")
+            time.sleep(0.5)
+        print(f"the live layer complete {time.perf_counter() - loaded_at:.0f} s after the load")
         with tempfile.TemporaryDirectory() as tmp:
             parquet = export_parquet(url, customer.customer_id, Path(tmp))
             asyncio.run(compare(stack.http_url, key, parquet, end, args.requests,

@@ -33,6 +33,7 @@ from edgestats_core.metrics.live_rows import (
     DEVICE_WIDTHS,
     LIVE_WIDTH,
     WIDTHS,
+    all_sessions_select,
     coarse_select,
     edge_select,
     live_devices_select,
@@ -56,9 +57,10 @@ TABLES = ("beacons_live", "beacons_live_devices")
 _WIDTHS = {"beacons_live": WIDTHS, "beacons_live_devices": DEVICE_WIDTHS}
 _STEP_5S = timedelta(seconds=LIVE_WIDTH)
 _RAW = '"time" >= %(start)s AND "time" < %(end)s'
-_INSERTS = {
-    "beacons_live": f"INSERT INTO beacons_live {live_select(_RAW)}",
-    "beacons_live_devices": f"INSERT INTO beacons_live_devices {live_devices_select(_RAW)}",
+_INSERTS = {  # the 5-second rows of [start, end) of each table, beacons_live's first
+    "beacons_live": (f"INSERT INTO beacons_live {live_select(_RAW)}",),
+    "beacons_live_devices": (f"INSERT INTO beacons_live_devices {live_devices_select(_RAW)}",
+                             f"INSERT INTO beacons_live_devices {all_sessions_select()}"),
 }
 
 
@@ -119,7 +121,8 @@ def _roll(conn: psycopg.Connection, held_from: datetime, start: datetime, goal: 
             conn.execute(f'DELETE FROM {table} WHERE "time" < %s', (held_from,))
             for width, span in spans.items():
                 conn.execute(f"DELETE FROM {table} WHERE width = {width} AND {_RAW}", span)
-            conn.execute(_INSERTS[table], spans[LIVE_WIDTH])
+            for insert in _INSERTS[table]:
+                conn.execute(insert, spans[LIVE_WIDTH])
             for width in widths[1:]:  # each from the finer rows just written or held
                 if spans[width]["end"] > spans[width]["start"]:
                     conn.execute(f"INSERT INTO {table} {coarse_select(table, width)}",

@@ -123,13 +123,14 @@ def live_select(where: str, level: int | None = None) -> str:
 
 
 def live_devices_select(
-    where: str, level: int | None = None,
-    dimensions: tuple[str, ...] = (*DEVICE_DIMENSIONS, ALL_SESSIONS),
+    where: str, level: int | None = None, dimensions: tuple[str, ...] = DEVICE_DIMENSIONS,
 ) -> str:
     """beacons_live_devices rows at 5-second buckets from the raw beacons matching `where`,
     for `dimensions` (column names of beacons, or ALL_SESSIONS, stored as the `dimension`
     value). A null value is stored as '' (with the empty ones): a bucket whose beacons have
-    no value still has a (valueless) series point."""
+    no value still has a (valueless) series point. The roller makes the ALL_SESSIONS rows
+    from beacons_live's instead (`all_sessions_select`): the same sketches, fewer rows to
+    merge than beacons to hash."""
     level_column, scope, group_by = _grouping(DEVICE_LEVELS, ("dimension", "value"), level)
     values = ", ".join(f"('{d}', {'NULL::text' if d == ALL_SESSIONS else d})"
                        for d in dimensions)
@@ -140,6 +141,20 @@ def live_devices_select(
           FROM beacons b CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value)
           WHERE {where}) b
     GROUP BY {group_by}
+    """)
+
+
+def all_sessions_select() -> str:
+    """The ALL_SESSIONS rows of beacons_live_devices at 5-second buckets in [%(start)s,
+    %(end)s), from beacons_live's 5-second rows there: per level and device scope, the union
+    of the rows' sketches over their source/p2p_compatible splits (and stream URIs)."""
+    return _with_estimate(f"""
+    SELECT customer_id, level, width, "time", {", ".join(DEVICE_SCOPE)},
+           '{ALL_SESSIONS}'::text AS dimension, ''::text AS value,
+           hll_union_agg(sessions) AS sessions
+    FROM beacons_live
+    WHERE width = {LIVE_WIDTH} AND "time" >= %(start)s AND "time" < %(end)s
+    GROUP BY customer_id, level, width, "time", {", ".join(DEVICE_SCOPE)}
     """)
 
 

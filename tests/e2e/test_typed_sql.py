@@ -232,6 +232,7 @@ def test_stream_answers_the_rows_of_query_in_batches(api, sql, world):
     streamed = [row for m in rest for row in m.rows]
     assert len(whole.rows) > 3000, "the result must need several messages"
     assert len(rest) == -(-len(whole.rows) // 1000)
+    assert [len(m.rows) for m in rest[:-1]] == [1000] * (len(rest) - 1)
     assert streamed == list(whole.rows)
     assert table(first.columns, streamed) == json_table(api, world.key(), query)
     # an empty result: the columns only
@@ -239,6 +240,62 @@ def test_stream_answers_the_rows_of_query_in_batches(api, sql, world):
         "ORDER BY", "AND ChannelId = 'none' ORDER BY")), metadata=bearer(world.key()),
         timeout=60))
     assert len(empty) == 1 and [c.name for c in empty[0].columns][:2] == ["__time", "SessionId"]
+
+
+def early_and_slow(w: World, query_id: str) -> pb.SqlQueryRequest:
+    """The caller's beacons, then a count that takes minutes."""
+    query = (f"SELECT SessionId AS s FROM {RT} WHERE CustomerId = '{w.me()}' UNION ALL "
+             + SLOW.format(ds=RT, me=w.me()).replace("COUNT(*) AS n", "CAST(COUNT(*) AS VARCHAR)"))
+    return pb.SqlQueryRequest(query=query, context=pb.QueryContext(
+        sql_query_id=query_id, timeout=duration_pb2.Duration(seconds=30)))
+
+
+def test_stream_sends_rows_while_postgresql_still_runs_the_query(sql, world, servers):
+    """The first batch arrives while the last row is yet to be produced; CancelQuery then
+    ends the stream with the cancelled query's error."""
+    request = early_and_slow(world, "typed-stream-early")
+    messages = sql.QueryStream(request, metadata=bearer(world.key()), timeout=60)
+    header, batch = next(messages), next(messages)
+    assert [c.name for c in header.columns] == ["s"] and len(batch.rows) == 1000
+    assert running(servers) == 1, "the query still runs in PostgreSQL"
+    cancel = pb.CancelSqlQueryRequest(query_id="typed-stream-early")
+    assert sql.CancelQuery(cancel, metadata=bearer(world.key()), timeout=30) == \
+        pb.CancelSqlQueryResponse()
+    with pytest.raises(grpc.RpcError) as caught:
+        rows = [row for m in messages for row in m.rows]
+        pytest.fail(f"the stream ended with OK after {len(rows)} more rows")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich(caught.value)[0].reason == "QUERY_CANCELLED"
+    assert running(servers) == 0
+
+
+def test_a_stream_the_caller_leaves_stops_its_query(sql, world, servers):
+    messages = sql.QueryStream(early_and_slow(world, "typed-stream-left"),
+                               metadata=bearer(world.key()), timeout=60)
+    next(messages), next(messages)
+    assert running(servers) == 1
+    messages.cancel()
+    deadline = time.monotonic() + 5
+    while running(servers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running(servers) == 0, "the query runs on after its caller left"
+
+
+def test_a_stream_past_the_row_cap_fails_as_query_does_after_the_cap(sql, world):
+    query = (f"SELECT a.SessionId AS s FROM {RT} a, {RT} b WHERE a.CustomerId = '{world.me()}'"
+             f" AND b.CustomerId = '{world.me()}'")
+    request = pb.SqlQueryRequest(query=query)
+    whole = refused(sql.Query, request, world.key())
+    assert violations(whole) == [("query", "value_error.sql")]
+    assert "more than 100,000 rows" in whole.details()
+    received = []
+    with pytest.raises(grpc.RpcError) as caught:
+        for message in sql.QueryStream(request, metadata=bearer(world.key()), timeout=60):
+            received.append(message)
+    assert violations(caught.value) == violations(whole)
+    assert caught.value.details() == whole.details()
+    # the rows up to the cap were sent before PostgreSQL produced the one past it
+    assert [len(m.rows) for m in received[1:]] == [1000] * 100
 
 
 def test_list_datasources(api, sql, world):

@@ -10,11 +10,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
 
 from edgestats.sql_query.v1 import sql_query_service_pb2 as pb
 from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
+from edgestats_core.tenancy import api_keys
 from metrics_service import rollups
 from tests.builders import scenario, wire
 from tests.e2e.test_sql_hostile import running
@@ -347,6 +350,38 @@ def test_other_customers_and_no_key(sql, world):
         error = refused(sql.Query, pb.SqlQueryRequest(query="SELECT 1"), key)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         assert rich(error)[0].reason == "NOT_AUTHENTICATED"
+
+
+def test_another_regions_datasource_is_region_forbidden(api, sql, world):
+    query = f"SELECT COUNT(*) AS n FROM \"sdk-apac-realtime\" WHERE CustomerId = '{world.me()}'"
+    for method in (sql.Query, sql.QueryStream):
+        error = refused(method, pb.SqlQueryRequest(query=query), world.key())
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rich(error)[0].reason == "REGION_FORBIDDEN"
+    response = api.sql(world.key(), query)
+    assert response.status_code == 403 and error.details() == response.json()["title"]
+
+
+def test_a_key_past_its_rate_is_rate_limited_with_retry_info(sql, tenants, db_url):
+    _, key = tenants.customer("advanced", "emea")
+    with psycopg.connect(db_url) as conn:  # before its first call: no cached principal
+        assert api_keys.set_rate_limit(conn, api_keys.key_id_of(key), 0.01, 1) == 1
+    request = pb.SqlQueryRequest(query="SELECT 1 AS one")
+    for _ in range(20):  # each worker process has its own bucket of the key
+        try:
+            sql.Query(request, metadata=bearer(key), timeout=30)
+        except grpc.RpcError as error:
+            limited = error
+            break
+    else:
+        pytest.fail("never rate limited")
+    assert limited.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    info, others = rich(limited)
+    assert info.reason == "RATE_LIMITED"
+    (retry,) = [d for d in others if isinstance(d, error_details_pb2.RetryInfo)]
+    assert retry.retry_delay.seconds >= 1
+    trailers = dict(limited.trailing_metadata())
+    assert trailers["grpc-retry-pushback-ms"] == str(retry.retry_delay.seconds * 1000)
 
 
 def test_request_fields_are_named_in_violations(sql, world):

@@ -80,7 +80,8 @@ class NotAuthenticated(ApiError):
 @dataclass
 class Forbidden(ApiError):
     """403 for a tier or reseller rule; `title` names the rule, `reason` is the typed
-    callers' ErrorInfo reason (TIER_FORBIDDEN, RESELLER_FORBIDDEN, KEY_FORBIDDEN, …)."""
+    callers' ErrorInfo reason (TIER_FORBIDDEN, KEY_KIND_FORBIDDEN, CUSTOMER_FORBIDDEN,
+    REGION_FORBIDDEN)."""
 
     title: str = "Forbidden"
     reason: str = "FORBIDDEN"

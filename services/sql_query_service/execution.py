@@ -7,6 +7,8 @@ Each query is one read-only transaction on a pooled connection:
 and the query id, by which CancelQuery finds the backend from any worker process.
 PostgreSQL errors become documented bodies; their text never reaches the caller
 (a data error's text quotes row values, so its condition is named instead).
+`stream` runs the same statement in the same transaction and reads its rows in
+chunks as PostgreSQL sends them (QueryStream), instead of all at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -31,6 +35,9 @@ from sql_query_service.query_specs import QuerySpec
 
 log = logging.getLogger(__name__)
 READER_ROLE = "edgestats_reader"
+# libpq hands rows over in chunks from version 17 (psycopg[binary] bundles one); before, one
+# row at a time
+CHUNKED = psycopg.pq.version() >= 170000
 
 
 class QueryCancelled(ApiError):
@@ -105,10 +112,13 @@ def _translate_error(error: psycopg.Error) -> ApiError | None:
     return ApiError()
 
 
-async def run(
+@asynccontextmanager
+async def _reading(
     db: Database, translation: Translation, spec: QuerySpec, principal: Principal
-) -> Result:
-    """The columns and rows of the query, run read-only as the reader role."""
+) -> AsyncIterator[tuple[psycopg.AsyncCursor, str]]:
+    """A cursor in the query's read-only transaction, set up as the reader role with its
+    customers, timeout and cancel name, and the SQL to run on it. PostgreSQL errors of the
+    body become the documented errors."""
     async with db.connection() as conn:
         try:
             async with conn.transaction(), conn.cursor() as cur:
@@ -132,17 +142,65 @@ async def run(
                     await cur.execute(live_rows.COVERAGE_SQL)
                     live = await cur.fetchone()
                     sql = translation.render(rolled, tuple(live) if live else None)
-                await cur.execute(sql)
-                columns = cur.description or []
-                rows = await cur.fetchall()
+                yield cur, sql
         except psycopg.Error as error:
             translated = _translate_error(error)
             if translated is None:  # the connection, not the query: db.connection answers 503
                 raise
             raise translated from None
+
+
+def _over_cap() -> SqlError:
+    return SqlError(f"The result has more than {ROW_CAP:,} rows: add a LIMIT or aggregate")
+
+
+def _columns(cur: psycopg.AsyncCursor) -> tuple[list[str], list[int]]:
+    columns = cur.description or []
+    return [c.name for c in columns], [c.type_code for c in columns]
+
+
+async def run(
+    db: Database, translation: Translation, spec: QuerySpec, principal: Principal
+) -> Result:
+    """The columns and rows of the query, run read-only as the reader role."""
+    async with _reading(db, translation, spec, principal) as (cur, sql):
+        await cur.execute(sql)
+        names, oids = _columns(cur)
+        rows = await cur.fetchall()
     if len(rows) > ROW_CAP:
-        raise SqlError(f"The result has more than {ROW_CAP:,} rows: add a LIMIT or aggregate")
-    return Result([c.name for c in columns], [c.type_code for c in columns], rows)
+        raise _over_cap()
+    return Result(names, oids, rows)
+
+
+async def stream(
+    db: Database, translation: Translation, spec: QuerySpec, principal: Principal, size: int
+) -> AsyncIterator[Result]:
+    """The answer of `run` in parts of at most `size` rows, each sent on as PostgreSQL
+    produces it: one statement in the same transaction, under the same timeout and cancel
+    name. Every part has the columns; an empty answer is one part without rows. Past
+    ROW_CAP rows, or on an error of a later row, it fails after the parts already given."""
+    async with _reading(db, translation, spec, principal) as (cur, sql):
+        names: list[str] | None = None
+        oids: list[int] = []
+        rows: list[tuple] = []
+        count = 0
+        # closed before the transaction ends: an unfinished stream is cancelled in PostgreSQL
+        async with aclosing(cur.stream(sql, size=size if CHUNKED else 1)) as produced:
+            async for row in produced:
+                if names is None:
+                    names, oids = _columns(cur)
+                count += 1
+                if count > ROW_CAP:
+                    raise _over_cap()
+                rows.append(row)
+                if len(rows) == size:
+                    yield Result(names, oids, rows)
+                    rows = []
+        if names is None:  # no row: the stream saw no description, PostgreSQL gives it here
+            await cur.execute(f"SELECT * FROM (\n{sql}\n) AS described LIMIT 0")
+            names, oids = _columns(cur)
+        if rows or count == 0:
+            yield Result(names, oids, rows)
 
 
 async def cancel(db: Database, principal: Principal, query_id: str) -> bool:

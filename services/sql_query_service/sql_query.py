@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
 import orjson
 from google.api import httpbody_pb2
 
@@ -62,14 +65,27 @@ class SqlQueries:
         customer = (translation.named or translation.customers or (None,))[0]
         return await self.dbs.reader(principal.region, customer)
 
-    async def run(self, spec: query_specs.QuerySpec, principal: Principal) -> execution.Result:
-        """The answer to a validated query: translated, checked and run read-only."""
+    def translate(self, spec: query_specs.QuerySpec, principal: Principal) -> pipeline.Translation:
         options = functions.Options(
             self.settings.now(), spec.approximate_count_distinct, spec.skip_empty_buckets
         )
-        translation = pipeline.translate(spec.query, principal, options, list(spec.parameters))
+        return pipeline.translate(spec.query, principal, options, list(spec.parameters))
+
+    async def run(self, spec: query_specs.QuerySpec, principal: Principal) -> execution.Result:
+        """The answer to a validated query: translated, checked and run read-only."""
+        translation = self.translate(spec, principal)
         db = await self.database(translation, principal)
         return await execution.run(db, translation, spec, principal)
+
+    async def stream(self, spec: query_specs.QuerySpec, principal: Principal,
+                     size: int) -> AsyncIterator[execution.Result]:
+        """The answer of `run` in parts of at most `size` rows, read from PostgreSQL as it
+        produces them (`execution.stream`)."""
+        translation = self.translate(spec, principal)
+        db = await self.database(translation, principal)
+        async with aclosing(execution.stream(db, translation, spec, principal, size)) as parts:
+            async for part in parts:
+                yield part
 
     async def cancel(self, principal: Principal, query_id: str) -> None:
         """Cancel the caller's running query with this id, on whichever database runs it;

@@ -2,7 +2,8 @@
 
 A typed request becomes the JSON values it stands for, validated by the JSON face's
 query_specs; translation, tenancy checks, timeout, cancel registry and row cap are the
-JSON face's (SqlQueries). The same rows become typed values: a number, text or boolean
+JSON face's (SqlQueries); QueryStream reads the rows from PostgreSQL batch by batch and
+sends each as it arrives. The same rows become typed values: a number, text or boolean
 as the JSON face prints it, a timestamp as a Timestamp to the millisecond. Field errors
 name the typed request's fields (`context.sql_query_id`).
 """
@@ -10,6 +11,7 @@ name the typed request's fields (`context.sql_query_id`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -182,11 +184,22 @@ class SqlQueryServicer(rpc.SqlQueryServiceServicer):
                                    rows=rows_of(result))
 
     async def QueryStream(self, request, context) -> AsyncIterator[pb.SqlQueryStreamResponse]:
-        spec, result = await self.answer(request)
-        rows = rows_of(result)  # a value that cannot be converted fails before the first message
-        yield pb.SqlQueryStreamResponse(query_id=spec.query_id, columns=columns_of(result))
-        for start in range(0, len(rows), STREAM_BATCH):
-            yield pb.SqlQueryStreamResponse(rows=rows[start:start + STREAM_BATCH])
+        """The columns once PostgreSQL sent the first rows (or the whole empty answer), then
+        each batch as it arrives: the rows of Query, never all in memory. An error past the
+        first batch ends the stream after the batches sent (a stream is whole only with OK)."""
+        principal = current_principal()
+        spec = spec_of(request, principal)
+        parts = self.queries.stream(spec, principal, STREAM_BATCH)
+        first = True
+        async with aclosing(parts):
+            async for part in parts:
+                rows = rows_of(part)  # the first batch's values fail before the first message
+                if first:
+                    yield pb.SqlQueryStreamResponse(query_id=spec.query_id,
+                                                    columns=columns_of(part))
+                    first = False
+                if rows:
+                    yield pb.SqlQueryStreamResponse(rows=rows)
 
     async def CancelQuery(self, request, context):
         await self.queries.cancel(current_principal(), request.query_id)

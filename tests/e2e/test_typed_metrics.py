@@ -73,6 +73,13 @@ def json_rows(response, reseller: bool) -> list[dict]:
     return out
 
 
+def nullable_fields(stem: str) -> list[str]:
+    """The fields of the stem's rows that are absent where JSON has null."""
+    output = pb.DESCRIPTOR.services_by_name["MetricsService"].methods_by_name[f"Get{stem}"]
+    row = output.output_type.fields_by_name["rows"].message_type
+    return [f.name for f in row.fields if f.has_presence and f.message_type is None]
+
+
 # (question id, typed request fields, the same question as a JSON body)
 def questions(now: datetime) -> list[tuple[str, dict, dict]]:
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
@@ -110,6 +117,7 @@ def post(api, path: str, key: str, body: dict):
 def test_every_rpc_answers_the_json_rows(api, metrics, world, stem):
     path = METRIC_RPCS[stem]
     nonempty = 0
+    nulls: set[str] = set()  # the JSON fields seen null, compared with an absent typed field
     for qid, fields, body in questions(world.now):
         typed = getattr(metrics, f"Get{stem}")(pb.GetMetricRequest(**fields),
                                                metadata=bearer(world.key), timeout=30)
@@ -118,7 +126,10 @@ def test_every_rpc_answers_the_json_rows(api, metrics, world, stem):
         assert_close(json_rows(typed, reseller=False), expected.json(), qid)
         nonempty += any(v not in (0, None) for r in expected.json() for k, v in r.items()
                         if k != "timestamp")
+        nulls |= {k for r in expected.json() for k, v in r.items() if v is None}
     assert nonempty, "the questions must find data"
+    # every nullable field met a null (an empty bucket), so absence was compared with null
+    assert nulls == set(nullable_fields(stem)), "the questions must find null values"
 
 
 @pytest.mark.parametrize("stem", list(METRIC_RPCS))

@@ -1,6 +1,7 @@
 """Server reflection through the gateway describes every typed service, and no typed method
 carries JSON in a box: no google.api.HttpBody, google.protobuf.Value/Struct/ListValue
-anywhere in its request or response (nested messages included)."""
+anywhere in its request or response (nested messages included). The ingest services hold
+both faces: their methods not named …Json are typed and checked alike."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from edgestats_core.server import TYPED_SERVICES
+from edgestats_core.server import DETAILED_SERVICES, TYPED_SERVICES
 from edgestats_stack.services import SERVICES
 
 pytestmark = pytest.mark.e2e
@@ -73,19 +74,44 @@ def test_the_typed_services_are_routed_by_the_gateway():
     assert "edgestats.metrics.v1.MetricsService" in TYPED_SERVICES
 
 
-@pytest.mark.parametrize("service", sorted(TYPED_SERVICES))
-def test_a_typed_service_resolves_and_carries_no_json(channel, service):
+def described(channel, service: str):
+    """The reflected descriptor of `service` and every message its files define."""
     files = reflected_files(channel, service)
     package, _, name = service.rpartition(".")
-    (described,) = [s for f in files if f.package == package for s in f.service
-                    if s.name == name]
-    assert described.method, service
-    known = messages(files)
-    for method in described.method:
-        for type_name in (method.input_type, method.output_type):
-            assert type_name in known, (method.name, type_name)
-            carried = reachable(type_name, known) & JSON_IN_A_BOX
-            assert not carried, (service, method.name, type_name, carried)
+    (found,) = [s for f in files if f.package == package for s in f.service if s.name == name]
+    assert found.method, service
+    return found, messages(files)
+
+
+def assert_typed(service: str, method, known: dict[str, object]) -> None:
+    for type_name in (method.input_type, method.output_type):
+        assert type_name in known, (method.name, type_name)
+        carried = reachable(type_name, known) & JSON_IN_A_BOX
+        assert not carried, (service, method.name, type_name, carried)
+
+
+@pytest.mark.parametrize("service", sorted(TYPED_SERVICES))
+def test_a_typed_service_resolves_and_carries_no_json(channel, service):
+    found, known = described(channel, service)
+    for method in found.method:
+        assert_typed(service, method, known)
+
+
+def test_the_ingest_services_are_walked_below():
+    assert {"edgestats.metrics.v1.BeaconIngestService",
+            "edgestats.usage_billing.v1.UsageIngestService"} <= DETAILED_SERVICES
+
+
+@pytest.mark.parametrize("service", sorted(DETAILED_SERVICES))
+def test_the_typed_ingest_methods_carry_no_json(channel, service):
+    found, known = described(channel, service)
+    typed = [m for m in found.method if not m.name.endswith("Json")]
+    boxed = [m for m in found.method if m.name.endswith("Json")]
+    assert typed and boxed, service
+    for method in typed:
+        assert_typed(service, method, known)
+    for method in boxed:  # the walk sees the box where it is
+        assert ".google.api.HttpBody" in reachable(method.input_type, known), method.name
 
 
 def test_the_check_sees_json_in_a_box_where_it_is(channel):

@@ -10,11 +10,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
 
 from edgestats.sql_query.v1 import sql_query_service_pb2 as pb
 from edgestats.sql_query.v1 import sql_query_service_pb2_grpc as rpc
+from edgestats_core.tenancy import api_keys
 from metrics_service import rollups
 from tests.builders import scenario, wire
 from tests.e2e.test_sql_hostile import running
@@ -232,6 +235,7 @@ def test_stream_answers_the_rows_of_query_in_batches(api, sql, world):
     streamed = [row for m in rest for row in m.rows]
     assert len(whole.rows) > 3000, "the result must need several messages"
     assert len(rest) == -(-len(whole.rows) // 1000)
+    assert [len(m.rows) for m in rest[:-1]] == [1000] * (len(rest) - 1)
     assert streamed == list(whole.rows)
     assert table(first.columns, streamed) == json_table(api, world.key(), query)
     # an empty result: the columns only
@@ -239,6 +243,62 @@ def test_stream_answers_the_rows_of_query_in_batches(api, sql, world):
         "ORDER BY", "AND ChannelId = 'none' ORDER BY")), metadata=bearer(world.key()),
         timeout=60))
     assert len(empty) == 1 and [c.name for c in empty[0].columns][:2] == ["__time", "SessionId"]
+
+
+def early_and_slow(w: World, query_id: str) -> pb.SqlQueryRequest:
+    """The caller's beacons, then a count that takes minutes."""
+    query = (f"SELECT SessionId AS s FROM {RT} WHERE CustomerId = '{w.me()}' UNION ALL "
+             + SLOW.format(ds=RT, me=w.me()).replace("COUNT(*) AS n", "CAST(COUNT(*) AS VARCHAR)"))
+    return pb.SqlQueryRequest(query=query, context=pb.QueryContext(
+        sql_query_id=query_id, timeout=duration_pb2.Duration(seconds=30)))
+
+
+def test_stream_sends_rows_while_postgresql_still_runs_the_query(sql, world, servers):
+    """The first batch arrives while the last row is yet to be produced; CancelQuery then
+    ends the stream with the cancelled query's error."""
+    request = early_and_slow(world, "typed-stream-early")
+    messages = sql.QueryStream(request, metadata=bearer(world.key()), timeout=60)
+    header, batch = next(messages), next(messages)
+    assert [c.name for c in header.columns] == ["s"] and len(batch.rows) == 1000
+    assert running(servers) == 1, "the query still runs in PostgreSQL"
+    cancel = pb.CancelSqlQueryRequest(query_id="typed-stream-early")
+    assert sql.CancelQuery(cancel, metadata=bearer(world.key()), timeout=30) == \
+        pb.CancelSqlQueryResponse()
+    with pytest.raises(grpc.RpcError) as caught:
+        rows = [row for m in messages for row in m.rows]
+        pytest.fail(f"the stream ended with OK after {len(rows)} more rows")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich(caught.value)[0].reason == "QUERY_CANCELLED"
+    assert running(servers) == 0
+
+
+def test_a_stream_the_caller_leaves_stops_its_query(sql, world, servers):
+    messages = sql.QueryStream(early_and_slow(world, "typed-stream-left"),
+                               metadata=bearer(world.key()), timeout=60)
+    next(messages), next(messages)
+    assert running(servers) == 1
+    messages.cancel()
+    deadline = time.monotonic() + 5
+    while running(servers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running(servers) == 0, "the query runs on after its caller left"
+
+
+def test_a_stream_past_the_row_cap_fails_as_query_does_after_the_cap(sql, world):
+    query = (f"SELECT a.SessionId AS s FROM {RT} a, {RT} b WHERE a.CustomerId = '{world.me()}'"
+             f" AND b.CustomerId = '{world.me()}'")
+    request = pb.SqlQueryRequest(query=query)
+    whole = refused(sql.Query, request, world.key())
+    assert violations(whole) == [("query", "value_error.sql")]
+    assert "more than 100,000 rows" in whole.details()
+    received = []
+    with pytest.raises(grpc.RpcError) as caught:
+        for message in sql.QueryStream(request, metadata=bearer(world.key()), timeout=60):
+            received.append(message)
+    assert violations(caught.value) == violations(whole)
+    assert caught.value.details() == whole.details()
+    # the rows up to the cap were sent before PostgreSQL produced the one past it
+    assert [len(m.rows) for m in received[1:]] == [1000] * 100
 
 
 def test_list_datasources(api, sql, world):
@@ -290,6 +350,38 @@ def test_other_customers_and_no_key(sql, world):
         error = refused(sql.Query, pb.SqlQueryRequest(query="SELECT 1"), key)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         assert rich(error)[0].reason == "NOT_AUTHENTICATED"
+
+
+def test_another_regions_datasource_is_region_forbidden(api, sql, world):
+    query = f"SELECT COUNT(*) AS n FROM \"sdk-apac-realtime\" WHERE CustomerId = '{world.me()}'"
+    for method in (sql.Query, sql.QueryStream):
+        error = refused(method, pb.SqlQueryRequest(query=query), world.key())
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rich(error)[0].reason == "REGION_FORBIDDEN"
+    response = api.sql(world.key(), query)
+    assert response.status_code == 403 and error.details() == response.json()["title"]
+
+
+def test_a_key_past_its_rate_is_rate_limited_with_retry_info(sql, tenants, db_url):
+    _, key = tenants.customer("advanced", "emea")
+    with psycopg.connect(db_url) as conn:  # before its first call: no cached principal
+        assert api_keys.set_rate_limit(conn, api_keys.key_id_of(key), 0.01, 1) == 1
+    request = pb.SqlQueryRequest(query="SELECT 1 AS one")
+    for _ in range(20):  # each worker process has its own bucket of the key
+        try:
+            sql.Query(request, metadata=bearer(key), timeout=30)
+        except grpc.RpcError as error:
+            limited = error
+            break
+    else:
+        pytest.fail("never rate limited")
+    assert limited.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    info, others = rich(limited)
+    assert info.reason == "RATE_LIMITED"
+    (retry,) = [d for d in others if isinstance(d, error_details_pb2.RetryInfo)]
+    assert retry.retry_delay.seconds >= 1
+    trailers = dict(limited.trailing_metadata())
+    assert trailers["grpc-retry-pushback-ms"] == str(retry.retry_delay.seconds * 1000)
 
 
 def test_request_fields_are_named_in_violations(sql, world):

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
@@ -299,11 +299,13 @@ def _wrap(handler: grpc.RpcMethodHandler, enter: Callable[[], Awaitable[None]], 
         async def stream(request, context):
             async with _answering(context, request, enter, behavior, call):
                 first = True
-                async for item in behavior(request, context):
-                    if first:  # computed before the first message: headers go with it
-                        await send_headers(context)
-                        first = False
-                    yield item
+                # closed with the call: a stream the caller left stops its work at once
+                async with aclosing(behavior(request, context)) as items:
+                    async for item in items:
+                        if first:  # computed before the first message: headers go with it
+                            await send_headers(context)
+                            first = False
+                        yield item
 
         return grpc.unary_stream_rpc_method_handler(
             stream, deserializer, handler.response_serializer

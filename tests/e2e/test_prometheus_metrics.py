@@ -4,8 +4,10 @@ calls are counted)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -217,3 +219,34 @@ def test_the_alerts_and_dashboard_read_only_metrics_that_exist(observed, tenants
     # (Airflow's metrics are checked where a DAG runs: tests/db/test_dags.py)
     missing = {n for n in every_metric_name() if not n.startswith("airflow_")} - exported
     assert not missing, missing
+
+
+def listening_hosts(port: int) -> set[str]:
+    """The addresses sockets listen on at `port` (Linux's /proc/net/tcp and tcp6)."""
+    hosts = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # LISTEN
+                raw = bytes.fromhex(address)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                hosts.add(str(ipaddress.ip_address(words)))
+    return hosts
+
+
+def test_the_scrape_is_local_and_not_on_the_public_port(observed):
+    """The gateway's port answers /metrics like any unknown path; the exporter listens on
+    127.0.0.1 only."""
+    stack, api = observed
+    for path in ("/metrics", "/metrics/"):
+        response = api.http.get(path)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json() == {"detail": "Not Found"}
+        assert "edgestats_" not in response.text and "# TYPE" not in response.text
+    exporter = urllib.parse.urlsplit(stack.metrics_url)
+    assert exporter.hostname == "127.0.0.1"
+    assert listening_hosts(exporter.port) == {"127.0.0.1"}
+    assert "# TYPE edgestats_rpc_requests_total counter" in urllib.request.urlopen(
+        stack.metrics_url, timeout=10).read().decode()

@@ -23,7 +23,7 @@ from tests.builders import scenario, wire
 from tests.e2e.api import Api
 from tests.e2e.test_usage_ingest import PATH as USAGE
 from tests.e2e.test_usage_ingest import UsageAccounts, event
-from tests.ops_config import every_metric_name
+from tests.ops_config import SCRAPE_SERIES, every_metric_name
 
 pytestmark = pytest.mark.e2e
 
@@ -199,6 +199,15 @@ def test_pools_and_rollup_lag_are_reported(observed, db_url, frozen_now):
     # the newest published hour ends at most two hours before now (this one: 1-2 h)
     assert 0 <= lags["hour"] < 7200
     assert 0 <= lags["minute"] <= lags["hour"]
+    # the same ends as timestamps, what the alerts compare with Prometheus's clock
+    newest = {dict(labels)["layer"]: v for (name, labels), v in samples.items()
+              if name == "edgestats_rollup_newest_seconds"
+              and dict(labels)["database"] == database}
+    assert set(newest) == set(lags)
+    assert newest["hour"] >= (hour + timedelta(hours=1)).timestamp()
+    for layer, lag in lags.items():
+        if lag > 0:  # (a lag is never negative: an end past the frozen now shows 0)
+            assert newest[layer] + lag == pytest.approx(frozen_now.timestamp()), layer
     assert ("edgestats_rollup_stale_hours",
             frozenset({("region", "americas+emea+apac"), ("database", database)})) in samples
 
@@ -216,8 +225,10 @@ def test_the_alerts_and_dashboard_read_only_metrics_that_exist(observed, tenants
         exported |= {line.split("{")[0].split(" ")[0]
                      for line in answer.read().decode().splitlines()
                      if line and not line.startswith("#")}
-    # (Airflow's metrics are checked where a DAG runs: tests/db/test_dags.py)
-    missing = {n for n in every_metric_name() if not n.startswith("airflow_")} - exported
+    # (Airflow's metrics are checked where a DAG runs: tests/db/test_dags.py; `up` is
+    # Prometheus's own)
+    missing = {n for n in every_metric_name() - SCRAPE_SERIES
+               if not n.startswith("airflow_")} - exported
     assert not missing, missing
 
 

@@ -11,7 +11,10 @@ import yaml
 
 OPS = Path(__file__).resolve().parents[1] / "ops"
 ALERTS = OPS / "prometheus" / "alerts.yml"
+PROMETHEUS = OPS / "prometheus" / "prometheus.yml"
 DASHBOARD = OPS / "grafana" / "edgestats-operations.json"
+# Series Prometheus writes itself for each target (no exporter has them)
+SCRAPE_SERIES = frozenset({"up"})
 # Grafana's interval variable, a range to Prometheus
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m"}
 
@@ -19,6 +22,11 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m"}
 def alert_rules() -> list[dict]:
     return [rule for group in yaml.safe_load(ALERTS.read_text())["groups"]
             for rule in group["rules"]]
+
+
+def scrape_jobs() -> set[str]:
+    """The job names the example prometheus.yml scrapes."""
+    return {job["job_name"] for job in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]}
 
 
 def dashboard_expressions() -> list[str]:
@@ -52,6 +60,6 @@ def metric_names(expr: str) -> set[str]:
 
 
 def every_metric_name() -> set[str]:
-    """The metrics the alert rules and the dashboard read."""
+    """The metrics the alert rules and the dashboard read (SCRAPE_SERIES among them)."""
     exprs = [rule["expr"] for rule in alert_rules()] + dashboard_expressions()
     return set().union(*(metric_names(e) for e in exprs))

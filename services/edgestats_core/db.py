@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from edgestats_core import prometheus_metrics, tracing
+from edgestats_core import prometheus_metrics, traced_cursor, tracing
 from edgestats_core.errors import GatewayTimeout, Unavailable
 
 # How long a request waits for a pooled connection before answering 503.
@@ -34,6 +34,9 @@ class Database:
         statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     ) -> None:
         self.label = prometheus_metrics.database_label(url)  # host:port/dbname, no secrets
+        # a span per statement when tracing is on (psycopg's own cursor otherwise)
+        traced = ({"cursor_factory": traced_cursor.cursor_class(self.label.rsplit("/", 1)[-1])}
+                  if tracing.ENABLED else {})
         self.pool = AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -48,6 +51,7 @@ class Database:
                 # gets the same bits over HTTP and gRPC (and two cores serve two clients)
                 "options": f"-c statement_timeout={statement_timeout_ms} -c jit=off"
                 " -c max_parallel_workers_per_gather=0",
+                **traced,
             },
             check=self._check_if_idle,
             reset=self._returned,
@@ -73,9 +77,8 @@ class Database:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled connection; database outages become Unavailable (503)."""
         try:
-            with tracing.database_span(self.label):
-                async with self.pool.connection() as conn:
-                    yield conn
+            async with self.pool.connection() as conn:
+                yield conn
         except psycopg.errors.QueryCanceled as exc:  # statement_timeout (an OperationalError)
             prometheus_metrics.STATEMENT_TIMEOUTS.inc()
             raise GatewayTimeout() from exc

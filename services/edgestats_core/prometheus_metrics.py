@@ -71,6 +71,11 @@ ROLLUP_LAG = Gauge(
     "region (the regions a database holds, or a shard: americas/shard-1), database and layer "
     "(live: 5-second buckets; minute; hour: published hours).",
     ["region", "database", "layer"], multiprocess_mode="livemin")
+ROLLUP_NEWEST = Gauge(
+    "edgestats_rollup_newest_seconds", "End of the newest rolled data (seconds since the "
+    "epoch), by region, database and layer as edgestats_rollup_lag_seconds. Kept after the "
+    "reporting process stops (frozen, not gone): alert on time() minus it.",
+    ["region", "database", "layer"], multiprocess_mode="max")
 STALE_HOURS = Gauge(
     "edgestats_rollup_stale_hours", "Hours that received beacons after they were rolled up "
     "and wait to be rolled again, by region and database.", ["region", "database"],

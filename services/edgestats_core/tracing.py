@@ -1,11 +1,13 @@
 """OpenTelemetry traces: a server span per call (continuing the caller's W3C `traceparent`,
-which the gateway passes on with its own span) and a client span per database use, exported
-over OTLP/gRPC when OTEL_EXPORTER_OTLP_ENDPOINT is set. Off otherwise: no provider, and the
-interceptor and the database seam skip tracing after one boolean test.
+which the gateway passes on with its own span) and a client span per SQL statement
+(edgestats_core.traced_cursor), exported over OTLP/gRPC when OTEL_EXPORTER_OTLP_ENDPOINT is
+set. Off otherwise: no provider, the pools' connections keep psycopg's own cursor, and the
+interceptor skips tracing after one boolean test.
 
 The standard OTEL_* variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_BSP_SCHEDULE_DELAY,
 OTEL_TRACES_SAMPLER…). Span attributes name the service, method, principal id and database,
-never a key, a token or an SQL value.
+never a key, a token, an SQL text or value. No span records an exception's message
+(PostgreSQL's may quote a value): a failure is named by its code or class.
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ def shutdown() -> None:
         provider.shutdown()
 
 
-_OFF = nullcontext()  # what the span functions give when tracing is off (reusable)
+OFF = nullcontext()  # what the span functions give when tracing is off (reusable)
 
 
 def server_span(service: str, method: str, metadata: Sequence[tuple[str, str | bytes]],
                 ) -> AbstractContextManager[trace.Span | None]:
     """The span of one call, child of the `traceparent` it carries (None when off)."""
-    return _server_span(service, method, metadata) if ENABLED else _OFF
+    return _server_span(service, method, metadata) if ENABLED else OFF
 
 
 @contextmanager
@@ -57,6 +59,7 @@ def _server_span(service: str, method: str,
     carrier = {key: value for key, value in metadata if isinstance(value, str)}
     with _tracer.start_as_current_span(
             f"{service}/{method}", context=propagate.extract(carrier), kind=SpanKind.SERVER,
+            record_exception=False, set_status_on_exception=False,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
     ) as span:
         yield span
@@ -75,15 +78,21 @@ def set_principal(principal_id: str) -> None:
         trace.get_current_span().set_attribute("enduser.id", principal_id)
 
 
-def database_span(database: str) -> AbstractContextManager[None]:
-    """A span around one use of a pooled connection of `database` (host:port/dbname)."""
-    return _database_span(database) if ENABLED else _OFF
+def statement_span(database: str, operation: str) -> AbstractContextManager[object]:
+    """A client span around one statement on `database` (its name): `operation` is the
+    statement's leading keyword; a failure sets the span's status to the error's class."""
+    return _statement_span(database, operation) if ENABLED else OFF
 
 
 @contextmanager
-def _database_span(database: str) -> Iterator[None]:
+def _statement_span(database: str, operation: str) -> Iterator[None]:
     with _tracer.start_as_current_span(
-            "postgresql", kind=SpanKind.CLIENT,
-            attributes={"db.system": "postgresql", "db.name": database.rsplit("/", 1)[-1],
-                        "server.address": database.rsplit("/", 1)[0]}):
-        yield
+            f"{operation} {database}", kind=SpanKind.CLIENT, record_exception=False,
+            set_status_on_exception=False,
+            attributes={"db.system": "postgresql", "db.operation": operation,
+                        "db.name": database}) as span:
+        try:
+            yield
+        except Exception as error:
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            raise

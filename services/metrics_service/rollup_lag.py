@@ -1,6 +1,7 @@
 """How far the rollups are behind now, per database, for the Prometheus gauges
-(edgestats_rollup_lag_seconds, edgestats_rollup_stale_hours): the live layer's complete
-upto, the minute layer's rolled-to, the newest published hour, the hours marked stale."""
+(edgestats_rollup_newest_seconds, edgestats_rollup_lag_seconds,
+edgestats_rollup_stale_hours): the live layer's complete upto, the minute layer's
+rolled-to, the newest published hour, the hours marked stale."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from psycopg.rows import dict_row
 
 from edgestats_core.config import Settings
 from edgestats_core.metrics import live_rows
-from edgestats_core.prometheus_metrics import ROLLUP_LAG, STALE_HOURS, database_label
+from edgestats_core.prometheus_metrics import (
+    ROLLUP_LAG,
+    ROLLUP_NEWEST,
+    STALE_HOURS,
+    database_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +32,11 @@ SELECT (SELECT max(hour) + interval '1 hour' FROM rollup_runs) AS hour_to,
 """
 
 
-def lags(now: datetime, state: dict, live_upto: datetime | None) -> dict[str, float | None]:
-    """Seconds behind `now` per layer (None: the layer holds nothing yet). The minute layer
-    holds every published hour too."""
+def newest(state: dict, live_upto: datetime | None) -> dict[str, datetime | None]:
+    """The end of each layer's newest rolled data (None: the layer holds nothing yet). The
+    minute layer holds every published hour too."""
     minute_to = max((t for t in (state["minute_to"], state["hour_to"]) if t), default=None)
-    ends = {"live": live_upto, "minute": minute_to, "hour": state["hour_to"]}
-    return {layer: None if end is None else max(0.0, (now - end).total_seconds())
-            for layer, end in ends.items()}
+    return {"live": live_upto, "minute": minute_to, "hour": state["hour_to"]}
 
 
 async def report(url: str, regions: str, now: datetime) -> None:
@@ -44,9 +48,10 @@ async def report(url: str, regions: str, now: datetime) -> None:
         cur = conn.cursor(row_factory=dict_row)
         state = await (await cur.execute(STATE_SQL)).fetchone()
         live = await (await cur.execute(live_rows.COVERAGE_SQL)).fetchone()
-    for layer, seconds in lags(now, state, live and live["upto"]).items():
-        if seconds is not None:
-            ROLLUP_LAG.labels(regions, label, layer).set(seconds)
+    for layer, end in newest(state, live and live["upto"]).items():
+        if end is not None:
+            ROLLUP_NEWEST.labels(regions, label, layer).set(end.timestamp())
+            ROLLUP_LAG.labels(regions, label, layer).set(max(0.0, (now - end).total_seconds()))
     STALE_HOURS.labels(regions, label).set(state["stale_hours"])
 
 

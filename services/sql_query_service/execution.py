@@ -5,8 +5,9 @@ Each query is one read-only transaction on a pooled connection:
 `edgestats.customers` (the caller's customers), `statement_timeout`
 (context.timeout, capped) and an `application_name` derived from the principal
 and the query id, by which CancelQuery finds the backend from any worker process.
-PostgreSQL errors become documented bodies; their text never reaches the caller
-(a data error's text quotes row values, so its condition is named instead).
+PostgreSQL errors become documented bodies; their text never reaches the caller nor the
+log (a data error's text quotes row values, a syntax error's the token it stopped at: the
+SQLSTATE and its condition are named instead).
 `stream` runs the same statement in the same transaction and reads its rows in
 chunks as PostgreSQL sends them (QueryStream), instead of all at once.
 """
@@ -72,7 +73,8 @@ _QUOTED = re.compile(r'"([^"]{1,200})"')
 def condition(error: psycopg.Error) -> str:
     """PostgreSQL's condition name, from the class psycopg names after it (never the text,
     which quotes values): `NumericValueOutOfRange` → "numeric value out of range"."""
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(error).__name__).lower()
+    name = type(error).__name__.rstrip("_")  # psycopg's InternalError_, RaiseException_ …
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()
 
 
 def _translate_error(error: psycopg.Error) -> ApiError | None:
@@ -104,11 +106,12 @@ def _translate_error(error: psycopg.Error) -> ApiError | None:
     if state.startswith("54"):  # program limit exceeded: stack depth, too many columns …
         return SqlError(f"The query is too complex: {condition(error)} (SQLSTATE {state})")
     if state.startswith(("42", "0A")):
-        log.warning("query refused by PostgreSQL: %s %s", state, primary)
+        # SQLSTATE and condition only: the text quotes the token it failed at (a literal)
+        log.warning("query refused by PostgreSQL: SQLSTATE %s (%s)", state, condition(error))
         return SqlError("The query cannot be run")
     if isinstance(error, psycopg.OperationalError):
         return None
-    log.error("query failed in PostgreSQL: %s %s", state, primary)
+    log.error("query failed in PostgreSQL: SQLSTATE %s (%s)", state, condition(error))
     return ApiError()
 
 

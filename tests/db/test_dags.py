@@ -47,6 +47,8 @@ from tests.fixtures.stack import migrated_database
 from tests.ops_config import every_metric_name
 
 pytestmark = pytest.mark.db
+# the dashboard's DAG-run metrics: the scheduler's (airflow_metrics: dagrun.duration.*)
+DAGRUN = "airflow_dagrun_"
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -213,9 +215,11 @@ def test_airflow_metrics_reach_the_prometheus_directory(airflow, db_url, tmp_pat
     durations = [s for s in samples if s.name == "airflow_task_duration_seconds_count"
                  and s.labels.get("dag_id") == "beacon_rollups"]
     assert sum(s.value for s in durations) == sum(s.value for s in finished)
-    # what the dashboard's Airflow panels read is there
-    airflow_names = {n for n in every_metric_name() if n.startswith("airflow_")}
-    assert airflow_names and airflow_names <= {s.name for s in samples}
+    # what the dashboard's task panels read is there (`dags test` times no DAG run: the
+    # scheduler's are checked in test_ui_trigger_with_and_without_logical_date)
+    task_names = {n for n in every_metric_name()
+                  if n.startswith("airflow_") and not n.startswith(DAGRUN)}
+    assert task_names and task_names <= {s.name for s in samples}
 
 
 # The CLI tests above run before `airflow_api` starts a scheduler on the same metadata
@@ -224,9 +228,12 @@ def test_airflow_metrics_reach_the_prometheus_directory(airflow, db_url, tmp_pat
 
 
 class AirflowApi:
-    """Airflow's REST API as the UI calls it: a SimpleAuthManager token, JSON bodies."""
+    """Airflow's REST API as the UI calls it: a SimpleAuthManager token, JSON bodies;
+    `metrics_dir`: where the scheduler's metrics go (as `make airflow` sets it), since
+    `started`."""
 
-    def __init__(self, port: int, password: str) -> None:
+    def __init__(self, port: int, password: str, metrics_dir: Path, started: datetime) -> None:
+        self.metrics_dir, self.started = metrics_dir, started
         self.base = f"http://127.0.0.1:{port}"
         self.token = ""
         self.token = self.call("POST", "/auth/token",
@@ -242,14 +249,19 @@ class AirflowApi:
 
 
 @pytest.fixture(scope="module")
-def airflow_api(airflow) -> Iterator[AirflowApi]:
-    """api-server and scheduler running on the configured home, beacon_rollups unpaused."""
-    processes = [spawn(f"airflow-{command}", [AIRFLOW, command], airflow.home, airflow.env)
+def airflow_api(airflow, tmp_path_factory) -> Iterator[AirflowApi]:
+    """api-server and scheduler running on the configured home, beacon_rollups unpaused,
+    their metrics in a Prometheus multiprocess directory of their own."""
+    metrics_dir = tmp_path_factory.mktemp("airflow-prometheus")
+    env = {**airflow.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    started = datetime.now(UTC)
+    processes = [spawn(f"airflow-{command}", [AIRFLOW, command], airflow.home, env)
                  for command in ("api-server", "scheduler")]
     try:
         wait_api(airflow.port)
         passwords = airflow.home / "simple_auth_manager_passwords.json.generated"
-        api = AirflowApi(airflow.port, json.loads(passwords.read_text())["admin"])
+        api = AirflowApi(airflow.port, json.loads(passwords.read_text())["admin"],
+                         metrics_dir, started)
         api.call("PATCH", "/api/v2/dags/beacon_rollups", {"is_paused": False})
         yield api
     finally:
@@ -297,6 +309,46 @@ def test_ui_trigger_with_and_without_logical_date(airflow_api, db_url):
     assert list(rolled[logical]) == [(dated - HOUR).isoformat()]
     # the late hour is re-rolled by the first run that looks (a manual or the scheduled one)
     assert _hour_rows(db_url, customer_id) == {closed: 3, dated - HOUR: 4, late: 3}
+    # the scheduler timed every run it finished (these two, the scheduled one, the one
+    # test_documented_commands_work_as_written queued) for the dashboard's DAG-run panel
+    timed, finished = _dag_run_durations(airflow_api, "beacon_rollups")
+    assert timed.keys() == finished.keys() and finished["manual"][0] >= 2, (timed, finished)
+    for run_type, (count, seconds) in finished.items():
+        assert timed[run_type][0] == count
+        assert timed[run_type][1] == pytest.approx(seconds, abs=0.01 * count)
+    dagrun_names = {n for n in every_metric_name() if n.startswith(DAGRUN)}
+    assert dagrun_names and dagrun_names <= {s.name for s in _samples(airflow_api.metrics_dir)}
+
+
+def _dag_run_durations(api: AirflowApi, dag_id: str, timeout: float = 20.0):
+    """({run_type: (count, seconds)} of `airflow_dagrun_duration_success_seconds{dag_id}`,
+    the same of the DAG's runs the API lists as succeeded since the scheduler started, not
+    `dags test`'s), once the counts agree (or at the timeout): runs still going may finish
+    between the two reads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        timed: dict[str, list[float]] = {}
+        for sample in _samples(api.metrics_dir):
+            if (sample.name.startswith("airflow_dagrun_duration_success_seconds_")
+                    and sample.labels.get("dag_id") == dag_id):
+                kind = sample.name.rsplit("_", 1)[-1]
+                if kind in ("count", "sum"):
+                    entry = timed.setdefault(sample.labels["run_type"], [0, 0.0])
+                    entry[kind == "sum"] += sample.value
+        finished: dict[str, list[float]] = {}
+        listed = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=success")
+        for dag_run in listed["dag_runs"]:
+            start, end = (datetime.fromisoformat(dag_run[k]) for k in ("start_date", "end_date"))
+            if end > api.started:
+                entry = finished.setdefault(dag_run["run_type"], [0, 0.0])
+                entry[0] += 1
+                entry[1] += (end - start).total_seconds()
+        counts_agree = {k: v[0] for k, v in timed.items()} == {
+            k: v[0] for k, v in finished.items()}
+        if counts_agree or time.monotonic() > deadline:
+            return ({k: tuple(v) for k, v in timed.items()},
+                    {k: tuple(v) for k, v in finished.items()})
+        time.sleep(0.5)
 
 
 def _ui_date(instant: datetime) -> str:
@@ -370,3 +422,10 @@ def _xcom(api: AirflowApi, dag_id: str, run_id: str, task_id: str, map_index: in
     path = (f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
             f"/xcomEntries/return_value?map_index={map_index}")
     return api.call("GET", path)["value"]
+
+
+def _samples(directory: Path) -> list:
+    """Every sample the exporter would serve from a multiprocess directory."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    return [s for family in registry.collect() for s in family.samples]

@@ -4,6 +4,7 @@ answer is an immediate 503 with the documented body, and the service keeps answe
 from __future__ import annotations
 
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,17 +22,33 @@ SLOW = ("SELECT COUNT(*) AS n FROM {ds} a, {ds} b, {ds} c WHERE a.CustomerId = '
 
 
 @pytest.fixture(scope="module")
-def narrow_api(db_url, frozen_now, tmp_path_factory):
-    """One process per service, each serving at most 2 RPCs at once."""
+def narrow(db_url, frozen_now, tmp_path_factory):
+    """One process per service, each serving at most 2 RPCs at once: (stack, api)."""
     env = {"EDGESTATS_FROZEN_NOW": frozen_now.isoformat(), "EDGESTATS_MAX_CONCURRENT_RPCS": "2",
            "EDGESTATS_RATE_LIMIT": "1000000", "EDGESTATS_RATE_BURST": "1000000"}
     stack = start_stack(Path(tmp_path_factory.mktemp("narrow")), db_url, env=env, workers=1)
     with Api(stack.http_url) as api:
-        yield api
+        yield stack, api
     stack.stop()
 
 
-def test_the_excess_gets_503_at_once_and_service_resumes(narrow_api, tenants, frozen_now):
+def overflows(admin_url: str, cluster: str) -> dict[str, int]:
+    """Envoy's counts of the cluster's requests refused by its circuit breakers: `active`
+    past max_requests (the admission limit: HTTP/2 upstreams), `pending` past
+    max_pending_requests."""
+    with urllib.request.urlopen(f"{admin_url}/stats/prometheus", timeout=10) as response:
+        text = response.read().decode()
+    counts = {}
+    for kind in ("active", "pending"):
+        series = (f"envoy_cluster_upstream_rq_{kind}_overflow"
+                  f'{{envoy_cluster_name="{cluster}"}} ')
+        (line,) = [line for line in text.splitlines() if line.startswith(series)]
+        counts[kind] = int(line.split()[-1])
+    return counts
+
+
+def test_the_excess_gets_503_at_once_and_service_resumes(narrow, tenants, frozen_now):
+    stack, narrow_api = narrow
     customer_id, key = tenants.customer("advanced", "emea")
     assert narrow_api.ingest(key, [wire(b) for b in scenario(customer_id, frozen_now)]
                              ).status_code == 200
@@ -45,6 +62,7 @@ def test_the_excess_gets_503_at_once_and_service_resumes(narrow_api, tenants, fr
             return (response.status_code, time.monotonic() - started, dict(response.headers),
                     response.json())
 
+    before = overflows(stack.admin_url, "sql")
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(ask, range(8)))
     statuses = [a[0] for a in answers]
@@ -54,6 +72,10 @@ def test_the_excess_gets_503_at_once_and_service_resumes(narrow_api, tenants, fr
     for _, seconds, headers, payload in refused:
         assert payload == {"detail": "Service Unavailable"}
         assert headers["retry-after"] == "1" and seconds < 1.5
+    # each was Envoy's admission refusal, counted where the dashboard reads it
+    after = overflows(stack.admin_url, "sql")
+    assert after["active"] - before["active"] == len(refused), (before, after)
+    assert after["pending"] == before["pending"]
     # nothing is stuck: once the slow ones are done, calls are served again
     assert narrow_api.get("/summary/agg", key, time="1h").status_code == 200
 

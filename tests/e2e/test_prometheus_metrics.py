@@ -4,8 +4,10 @@ calls are counted)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -21,7 +23,7 @@ from tests.builders import scenario, wire
 from tests.e2e.api import Api
 from tests.e2e.test_usage_ingest import PATH as USAGE
 from tests.e2e.test_usage_ingest import UsageAccounts, event
-from tests.ops_config import every_metric_name
+from tests.ops_config import SCRAPE_SERIES, every_metric_name
 
 pytestmark = pytest.mark.e2e
 
@@ -91,8 +93,9 @@ def test_known_traffic_is_counted_exactly(observed, tenants, frozen_now):
     assert pings == [200] * 20
 
     sql_customer, sql_key = tenants.customer("advanced")
-    loaded = api.ingest(sql_key, [wire(b) for b in scenario(sql_customer, frozen_now, seed=72)])
-    assert loaded.json()["duplicates"] == 0 and loaded.json()["rejected"] == []
+    sql_beacons = [wire(b) for b in scenario(sql_customer, frozen_now, seed=72)]
+    loaded = api.ingest(sql_key, sql_beacons)
+    assert loaded.json() == {"accepted": len(sql_beacons), "duplicates": 0, "rejected": []}
     slow = api.http.post(SQL, json={"query": SLOW.format(me=sql_customer),
                                     "context": {"timeout": 500}},
                          headers=api.auth(sql_key))
@@ -101,7 +104,7 @@ def test_known_traffic_is_counted_exactly(observed, tenants, frozen_now):
     time.sleep(0.5)  # the exporter reads the workers' files at each scrape
     samples = scrape(stack.metrics_url)
     assert value(samples, "edgestats_ingested_items_total", kind="beacon",
-                 outcome="accepted") == 30 + loaded.json()["accepted"]
+                 outcome="accepted") == 30 + len(sql_beacons)
     assert value(samples, "edgestats_ingested_items_total", kind="beacon",
                  outcome="duplicate") == 30
     assert value(samples, "edgestats_ingested_items_total", kind="beacon",
@@ -196,6 +199,15 @@ def test_pools_and_rollup_lag_are_reported(observed, db_url, frozen_now):
     # the newest published hour ends at most two hours before now (this one: 1-2 h)
     assert 0 <= lags["hour"] < 7200
     assert 0 <= lags["minute"] <= lags["hour"]
+    # the same ends as timestamps, what the alerts compare with Prometheus's clock
+    newest = {dict(labels)["layer"]: v for (name, labels), v in samples.items()
+              if name == "edgestats_rollup_newest_seconds"
+              and dict(labels)["database"] == database}
+    assert set(newest) == set(lags)
+    assert newest["hour"] >= (hour + timedelta(hours=1)).timestamp()
+    for layer, lag in lags.items():
+        if lag > 0:  # (a lag is never negative: an end past the frozen now shows 0)
+            assert newest[layer] + lag == pytest.approx(frozen_now.timestamp()), layer
     assert ("edgestats_rollup_stale_hours",
             frozenset({("region", "americas+emea+apac"), ("database", database)})) in samples
 
@@ -213,6 +225,39 @@ def test_the_alerts_and_dashboard_read_only_metrics_that_exist(observed, tenants
         exported |= {line.split("{")[0].split(" ")[0]
                      for line in answer.read().decode().splitlines()
                      if line and not line.startswith("#")}
-    # (Airflow's metrics are checked where a DAG runs: tests/db/test_dags.py)
-    missing = {n for n in every_metric_name() if not n.startswith("airflow_")} - exported
+    # (Airflow's metrics are checked where a DAG runs: tests/db/test_dags.py; `up` is
+    # Prometheus's own)
+    missing = {n for n in every_metric_name() - SCRAPE_SERIES
+               if not n.startswith("airflow_")} - exported
     assert not missing, missing
+
+
+def listening_hosts(port: int) -> set[str]:
+    """The addresses sockets listen on at `port` (Linux's /proc/net/tcp and tcp6)."""
+    hosts = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # LISTEN
+                raw = bytes.fromhex(address)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                hosts.add(str(ipaddress.ip_address(words)))
+    return hosts
+
+
+def test_the_scrape_is_local_and_not_on_the_public_port(observed):
+    """The gateway's port answers /metrics like any unknown path; the exporter listens on
+    127.0.0.1 only."""
+    stack, api = observed
+    for path in ("/metrics", "/metrics/"):
+        response = api.http.get(path)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json() == {"detail": "Not Found"}
+        assert "edgestats_" not in response.text and "# TYPE" not in response.text
+    exporter = urllib.parse.urlsplit(stack.metrics_url)
+    assert exporter.hostname == "127.0.0.1"
+    assert listening_hosts(exporter.port) == {"127.0.0.1"}
+    assert "# TYPE edgestats_rpc_requests_total counter" in urllib.request.urlopen(
+        stack.metrics_url, timeout=10).read().decode()

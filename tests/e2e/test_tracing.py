@@ -1,6 +1,6 @@
-"""A request carrying a W3C `traceparent` leaves spans of the gateway, the service and its
-database use under that trace id, each the child of the one before, at a local OTLP
-collector (a gRPC TraceService in this test)."""
+"""A request carrying a W3C `traceparent` leaves spans of the gateway, the service and each
+of its SQL statements under that trace id, each the child of the one before, at a local OTLP
+collector (a gRPC TraceService in this test). No span carries a value of the request."""
 
 from __future__ import annotations
 
@@ -96,18 +96,66 @@ def test_a_traceparent_is_followed_to_the_database(traced, collector, tenants, f
     attributes = {a.key: a.value.string_value for a in call.attributes}
     assert attributes["enduser.id"] == f"customer:{customer_id}"
     assert key not in str(call)
-    database = [s for s in by_service["edgestats-metrics"] if s.name == "postgresql"]
-    assert database and all(s.parent_span_id == call.span_id for s in database)
-    assert all(s.kind == s.SPAN_KIND_CLIENT for s in database)
+    statements = [s for s in by_service["edgestats-metrics"] if s.kind == s.SPAN_KIND_CLIENT]
+    assert statements and all_statement_spans(statements, call)
+
+
+def all_statement_spans(spans: list, call) -> bool:
+    """Each span is one statement's, a child of `call`, named and described by its leading
+    keyword and database alone."""
+    for span in spans:
+        attributes = {a.key: a.value.string_value for a in span.attributes}
+        assert span.parent_span_id == call.span_id and span.trace_id == call.trace_id
+        assert set(attributes) == {"db.system", "db.operation", "db.name"}, attributes
+        assert attributes["db.system"] == "postgresql"
+        assert span.name == f"{attributes['db.operation']} {attributes['db.name']}"
+    return True
+
+
+def traceparent_of(trace_id: bytes) -> str:
+    return f"00-{trace_id.hex()}-{secrets.token_bytes(8).hex()}-01"
+
+
+def test_sql_statements_are_spans_without_values(traced, collector, tenants, frozen_now):
+    """A SQL query's statements are spans under the SQL service's call; its literal is in
+    none of the trace's spans, nor is a literal PostgreSQL refuses with a syntax error."""
+    received, _ = collector
+    customer_id, key = tenants.customer("advanced")
+    beacons = [wire(b) for b in scenario(customer_id, frozen_now, seed=82)]
+    assert traced.ingest(key, beacons).json()["accepted"] == len(beacons)  # COPY, traced
+    literal = f"zq-{secrets.token_hex(6)}"
+    queries = {
+        200: (f"SELECT COUNT(*) AS n FROM \"sdk-emea-realtime\" WHERE CustomerId = "
+              f"'{customer_id}' AND StreamId <> '{literal}'"),
+        400: f"SELECT 1 IS '{literal}'",  # PostgreSQL: syntax error at or near the literal
+    }
+    for status, query in queries.items():
+        trace_id = secrets.token_bytes(16)
+        response = traced.http.post(
+            "/analytics/v1/query/sql", json={"query": query},
+            headers={**traced.auth(key), "traceparent": traceparent_of(trace_id)})
+        assert response.status_code == status, response.text
+        spans = spans_of(received, trace_id, {"edgestats-gateway", "edgestats-sql"})
+        (call,) = [s for name, s in spans
+                   if name == "edgestats-sql" and s.kind == s.SPAN_KIND_SERVER]
+        statements = [s for name, s in spans
+                      if name == "edgestats-sql" and s.kind == s.SPAN_KIND_CLIENT]
+        operations = [{a.key: a.value.string_value for a in s.attributes}["db.operation"]
+                      for s in sorted(statements, key=lambda s: s.start_time_unix_nano)]
+        # the key's lookup …, then the query's transaction: isolation, role, settings …
+        assert "SET SET SELECT" in " ".join(operations), operations
+        assert operations[-1] == "SELECT" and all_statement_spans(statements, call)
+        failed = [s for s in statements if s.status.code == s.status.STATUS_CODE_ERROR]
+        assert len(failed) == (status != 200)
+        assert all(literal not in str(span) and key not in str(span) for _, span in spans)
 
 
 def test_an_error_is_a_failed_span(traced, collector, tenants):
     received, _ = collector
     _, key = tenants.customer("lite")
     trace_id = secrets.token_bytes(16)
-    traceparent = f"00-{trace_id.hex()}-{secrets.token_bytes(8).hex()}-01"
     response = traced.http.get("/summary", headers={**traced.auth(key),
-                                                    "traceparent": traceparent})
+                                                    "traceparent": traceparent_of(trace_id)})
     assert response.status_code == 400  # no time=
     spans = spans_of(received, trace_id, {"edgestats-metrics"})
     (call,) = [s for name, s in spans

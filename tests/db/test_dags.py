@@ -230,9 +230,10 @@ def test_airflow_metrics_reach_the_prometheus_directory(airflow, db_url, tmp_pat
 class AirflowApi:
     """Airflow's REST API as the UI calls it: a SimpleAuthManager token, JSON bodies;
     `metrics_dir`: where the scheduler's metrics go (as `make airflow` sets it), since
-    `started`."""
+    `started` (this module's scheduler; None for one whose metrics are not read)."""
 
-    def __init__(self, port: int, password: str, metrics_dir: Path, started: datetime) -> None:
+    def __init__(self, port: int, password: str, metrics_dir: Path | None = None,
+                 started: datetime | None = None) -> None:
         self.metrics_dir, self.started = metrics_dir, started
         self.base = f"http://127.0.0.1:{port}"
         self.token = ""

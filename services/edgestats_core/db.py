@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -20,9 +21,11 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 # Every statement's time budget: past it PostgreSQL cancels the query (answered 504), so a
 # query over budget never keeps running after its caller gave up. Below Envoy's route timeout.
 STATEMENT_TIMEOUT_MS = 30_000
-# A pooled connection idle longer than this is checked (a round trip) before a request gets
-# it, so that one broken by a database restart is replaced, not handed out; one returned
-# more recently was working then, and a busy pool skips a round trip per checkout.
+# A pooled connection idle longer than this is checked with a round trip before a request
+# gets it, so that one broken by a database restart is replaced, not handed out. One
+# returned more recently gets the round trip only if its socket holds something (an idle
+# connection is sent nothing unless the server is closing it, e.g. a restart's "terminating
+# connection"), so a busy pool saves a round trip per checkout.
 CHECK_IDLE_SECONDS = 1.0
 
 
@@ -63,8 +66,10 @@ class Database:
         self._returned_at[conn] = time.monotonic()
 
     async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
-        """The pool's check: a round trip unless `conn` came back within CHECK_IDLE_SECONDS."""
-        if time.monotonic() - self._returned_at.get(conn, 0.0) > CHECK_IDLE_SECONDS:
+        """The pool's check: a round trip if `conn` has been idle over CHECK_IDLE_SECONDS or
+        its socket holds something (a zero-timeout poll); raises if it is broken."""
+        recent = time.monotonic() - self._returned_at.get(conn, 0.0) <= CHECK_IDLE_SECONDS
+        if not recent or select.select([conn.fileno()], [], [], 0)[0]:
             await AsyncConnectionPool.check_connection(conn)
 
     async def open(self) -> None:

@@ -24,7 +24,7 @@ from edgestats_core.metrics.definitions import (
     StatMetric,
     pretty_duration,
 )
-from edgestats_core.metrics.live_rows import DEVICE_SESSIONS, level_for
+from edgestats_core.metrics.live_rows import device_sessions_select, level_for
 from edgestats_core.query import planner
 from edgestats_core.query.windows import Window, floor_to
 from metrics_service import live_reads
@@ -331,10 +331,7 @@ async def _series_over(
     assert metric.rollup_expression is not None
     expression = metric.rollup_expression(query.source)
     if metric.group_column and live:
-        rows = (f"SELECT *, {_BUCKET} AS bucket, nullif({key}, '') AS k, count(*) OVER"
-                f" (PARTITION BY {_BUCKET}, {key}) AS siblings FROM {relation}")
-        sql = _by_group_sql(f"SELECT bucket, k, {DEVICE_SESSIONS} AS n FROM ({rows}) r"
-                            " GROUP BY 1, 2")
+        sql = _by_group_sql(device_sessions_select(relation, _BUCKET, key, f"nullif({key}, '')"))
     elif metric.group_column:
         sql = _by_group_sql(f"SELECT {_BUCKET} AS bucket, nullif({key}, '') AS k,"
                             f" {expression} AS n FROM {relation} GROUP BY 1, 2")

@@ -30,8 +30,8 @@ import psycopg
 from edgestats_core.config import Settings
 from edgestats_core.metrics.live_rows import (
     BLOCK_WIDTH,
-    DEVICE_WIDTHS,
     LIVE_WIDTH,
+    TABLE_WIDTHS,
     WIDTHS,
     all_sessions_select,
     coarse_select,
@@ -54,7 +54,6 @@ RETENTION = timedelta(minutes=90)
 # burst) commits its progress every few seconds, and readers use it at once
 STEP = timedelta(seconds=30)
 TABLES = ("beacons_live", "beacons_live_devices")
-_WIDTHS = {"beacons_live": WIDTHS, "beacons_live_devices": DEVICE_WIDTHS}
 _STEP_5S = timedelta(seconds=LIVE_WIDTH)
 _RAW = '"time" >= %(start)s AND "time" < %(end)s'
 _INSERTS = {  # the 5-second rows of [start, end) of each table, beacons_live's first
@@ -116,7 +115,7 @@ def _roll(conn: psycopg.Connection, held_from: datetime, start: datetime, goal: 
     complete, expire rows before `held_from`, and advance rolled_to, in one transaction."""
     with conn.transaction():
         for table in TABLES:
-            widths = _WIDTHS[table]
+            widths = TABLE_WIDTHS[table]
             spans = {w: {"start": floor_to(start, w), "end": floor_to(goal, w)} for w in widths}
             conn.execute(f'DELETE FROM {table} WHERE "time" < %s', (held_from,))
             for width, span in spans.items():

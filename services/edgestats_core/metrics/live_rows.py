@@ -25,6 +25,7 @@ WIDTHS = (LIVE_WIDTH, COARSE_WIDTH, BLOCK_WIDTH)
 # beacons_live_devices keeps series widths: device breakdowns are 5 s or 30 s points, and the
 # whole audience (ALL_SESSIONS) of a v1 minute point is one 60-second row
 DEVICE_WIDTHS = (LIVE_WIDTH, COARSE_WIDTH, MINUTE_WIDTH)
+TABLE_WIDTHS = {"beacons_live": WIDTHS, "beacons_live_devices": DEVICE_WIDTHS}
 # Edge rows (beacons_live only): besides its buckets, each 5-minute block [B, B + 300) has a
 # row for every prefix [B, x) and every suffix [x, B + 300) of its 5-second grid, so that a
 # window reads one row per group for its part of a block it starts or ends inside (a 10m
@@ -70,6 +71,17 @@ FROM live_progress
 DEVICE_SESSIONS = ("coalesce(round(CASE WHEN count(*) = 1 THEN min(sessions_estimate)"
                    " ELSE hll_union_cardinality(sessions) FILTER (WHERE siblings > 1) END),"
                    " 0)::bigint")
+
+
+def device_sessions_select(relation: str, bucket: str, key: str, shown: str) -> str:
+    """Distinct sessions (`DEVICE_SESSIONS`) of the beacons_live_devices rows of `relation`
+    per `bucket` (an SQL expression of "time") and `key` column: columns bucket, k (`shown`,
+    an expression of the key) and n."""
+    rows = (f"SELECT *, {bucket} AS bucket, {shown} AS k, count(*) OVER"
+            f" (PARTITION BY {bucket}, {key}) AS siblings FROM {relation}")
+    return f"SELECT bucket, k, {DEVICE_SESSIONS} AS n FROM ({rows}) r GROUP BY 1, 2"
+
+
 # the aggregate columns of the rollup totals (rollup_rows.TOTALS_COLUMNS) a live row has
 TOTALS_COLUMNS = frozenset({"beacons", "sessions",
                             *(f"{p}_{m}" for m in MEASURES for p in ("sum", "count"))})
@@ -171,8 +183,8 @@ _LIVE_MERGED = ", ".join(["sum(beacons)", *(f"sum(sum_{m}), sum(count_{m})" for 
 
 def coarse_select(table: str, width: int = COARSE_WIDTH) -> str:
     """`width`-second rows of `table` (beacons_live or beacons_live_devices) merged from its
-    rows of the next finer width (`WIDTHS`, `DEVICE_WIDTHS`) in [%(start)s, %(end)s)."""
-    widths = WIDTHS if table == "beacons_live" else DEVICE_WIDTHS
+    rows of the next finer width (`TABLE_WIDTHS`) in [%(start)s, %(end)s)."""
+    widths = TABLE_WIDTHS[table]
     finer = widths[widths.index(width) - 1]
     if table == "beacons_live":
         keys, merged = _LIVE_KEYS, _LIVE_MERGED

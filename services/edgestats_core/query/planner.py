@@ -126,10 +126,8 @@ def live_plan(spec: V1Spec, metric: V1Metric, relation: str, params: dict) -> Pl
     the `live_dimension`), grouped by bucket and customer like `plan`."""
     bucket = bucket_sql(spec.granularity)
     if live_dimension(spec, metric) is not None:  # a point of one row reads its estimate
-        rows = (f"SELECT *, {bucket} AS bucket, count(*) OVER (PARTITION BY {bucket},"
-                f" customer_id) AS siblings FROM {relation}")
-        sql = (f"SELECT bucket, customer_id, {live_rows.DEVICE_SESSIONS} AS audience"
-               f" FROM ({rows}) r GROUP BY 1, 2")
+        points = live_rows.device_sessions_select(relation, bucket, "customer_id", "customer_id")
+        sql = f"SELECT bucket, k AS customer_id, n AS audience FROM ({points}) p"
         return Plan(sql, params, "live")
     outer = [f"{expr} AS {name}" for name, expr in (metric.rollup_aggregates or {}).items()]
     sql = (f"SELECT {bucket} AS bucket, customer_id, {', '.join(outer)}"

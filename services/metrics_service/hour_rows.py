@@ -15,6 +15,10 @@ only those; with no usable `hour_rows_to` every hour row is rebuilt.
 
 from __future__ import annotations
 
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -22,10 +26,13 @@ import psycopg
 from edgestats_core.metrics.rollup_rows import (
     COLUMNS,
     DIMS,
+    TOTALS_COLUMNS,
     merged_select,
     session_rows_select,
     sessions_merged,
 )
+
+log = logging.getLogger(__name__)
 
 # for the roll-up's statements: at the server's 64 MB a minute's aggregation sorted and the
 # merges spilled their sketch states (~20 KB a group); with this they hash in memory (up to
@@ -43,16 +50,29 @@ HOUR = timedelta(hours=1)
 # are per minute)
 STATEMENT_SPAN = timedelta(minutes=1)
 _BETWEEN = '"time" >= %(start)s AND "time" < %(end)s'
-# the minute rows and the minute totals of [start, end) from raw beacons, both grouped from
-# one pass of per-session partials (the totals were a merge of the minute rows' sketches:
-# ~20 us of CPU a minute row for each hll_union_agg, 40 % of a backfill); returns the
-# number of minute rows
-MINUTE_SQL = f"""
+
+
+def _minutes_sql(minutes: str, totals: str, run: str = "") -> str:
+    """The minute rows and the minute totals of [start, end) from raw beacons into these
+    tables, both grouped from one pass of per-session partials (the totals were a merge of
+    the minute rows' sketches: ~20 us of CPU a minute row for each hll_union_agg, 40 % of
+    a backfill); `run`: a last column appended to every row. Returns the minute rows."""
+    return f"""
 WITH per_session AS MATERIALIZED ({session_rows_select(_BETWEEN)}),
-totals AS (INSERT INTO beacons_minute_totals {sessions_merged("per_session", "source")}),
-minutes AS (INSERT INTO beacons_minute {sessions_merged("per_session")} RETURNING 1)
+totals AS (INSERT INTO {totals}
+           SELECT *{run} FROM ({sessions_merged("per_session", "source")}) AS t),
+minutes AS (INSERT INTO {minutes}
+            SELECT *{run} FROM ({sessions_merged("per_session")}) AS m RETURNING 1)
 SELECT count(*) FROM minutes
 """
+
+
+MINUTE_SQL = _minutes_sql("beacons_minute", "beacons_minute_totals")
+# a whole hour from raw: its minutes are aggregated on `Helpers.connections` connections at
+# once, each staging its rows under the roll's run number (migration 016), then copied in
+_STAGE_SQL = _minutes_sql("beacons_minute_staged", "beacons_minute_totals_staged",
+                          ", %(run)s::bigint")
+_STAGED = {"beacons_minute": COLUMNS, "beacons_minute_totals": TOTALS_COLUMNS}
 _ANY_BEACON_SQL = f"SELECT EXISTS (SELECT FROM beacons WHERE {_BETWEEN})"
 # an hour group's identity: its customer and this key of its dimension values (NULL equal to
 # NULL; migration 009, indexed on beacons_hour with "time" and customer_id)
@@ -101,19 +121,74 @@ def hour_rows_to(conn: psycopg.Connection, hour: datetime) -> datetime | None:
     return row[0] if row else None
 
 
+@dataclass(frozen=True)
+class Helpers:
+    """Connections to the roll's database (`url`) that aggregate the minutes of a recompute
+    spanning several at once (`connections` at a time, PostgreSQL's work in parallel): a
+    backfill from raw beacons. Their rows are staged and copied into the roll's transaction,
+    so the roll stays atomic."""
+
+    url: str
+    connections: int = 2
+
+
+def _stage(url: str, run: int, spans: list[tuple[datetime, datetime]]) -> None:
+    """Aggregate these minute spans into the staged tables under `run`, on a connection of
+    its own (one of `_staged`'s helpers)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        _session_settings(conn)
+        for start, end in spans:
+            conn.execute(_STAGE_SQL, {"start": start, "end": end, "run": run})
+
+
+def _staged(conn: psycopg.Connection, helpers: Helpers,
+            spans: list[tuple[datetime, datetime]]) -> int:
+    """The minute rows and minute totals of these spans aggregated by the helpers, copied
+    into the tables in `conn`'s transaction; returns the minute rows. (Merging the hour
+    rows on the helpers too, a share of the hour groups each, was no faster, nor was `conn`
+    taking a share itself: performance.md.)"""
+    run, parts = secrets.randbits(62), helpers.connections
+    try:
+        with ThreadPoolExecutor(parts) as pool:
+            for done in [pool.submit(_stage, helpers.url, run, spans[i::parts])
+                         for i in range(parts)]:
+                done.result()  # a helper's error fails the roll
+        conn.execute(_copy("beacons_minute_totals"), {"run": run})
+        return conn.execute(_copy("beacons_minute"), {"run": run}).rowcount
+    finally:  # copied (or failed): the staged rows go, whatever the roll's outcome
+        try:
+            with psycopg.connect(helpers.url, autocommit=True) as cleanup:
+                for table in _STAGED:
+                    cleanup.execute(f"DELETE FROM {table}_staged WHERE run = %s", (run,))
+        except psycopg.Error as error:  # the roll's own outcome (or error) is what matters
+            log.warning("staged rows of run %d left behind: %s", run, error)
+
+
+def _copy(table: str) -> str:
+    """The statement copying a run's staged rows into `table`."""
+    return (f"INSERT INTO {table} SELECT {_STAGED[table]} FROM {table}_staged"
+            " WHERE run = %(run)s")
+
+
+def _session_settings(conn: psycopg.Connection, local: str = "") -> None:
+    """The roll-up statements' settings (`local`: "LOCAL", for the transaction only)."""
+    conn.execute(f"SET {local} work_mem = '{ROLLUP_WORK_MEM}'")
+    # psycopg prepares a statement run five times and PostgreSQL then settles on a generic
+    # plan, which for MINUTE_SQL (blind to the minute's size) took 3-6x as long
+    conn.execute(f"SET {local} plan_cache_mode = force_custom_plan")
+
+
 def recompute(
     conn: psycopg.Connection, hour: datetime, start: datetime, end: datetime,
+    helpers: Helpers | None = None,
 ) -> tuple[int, int]:
     """Replace the minute rows and minute totals of [start, end) of `hour` from raw beacons
     and bring its hour rows to the merge of its minute rows [hour, end), or leave them for a
     later roll while fewer than `MERGE_EVERY` minutes wait before the hour's end; returns the
     minute rows and the hour rows written. Run inside the transaction holding the hour's
     roll-up lock; records how far the hour rows merge in `hour_rows_to` (when the hour has
-    a progress row)."""
-    conn.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
-    # psycopg prepares a statement run five times and PostgreSQL then settles on a generic
-    # plan, which for MINUTE_SQL (blind to the minute's size) took 3-6x as long
-    conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    a progress row). `helpers`: connections that aggregate several minutes at once."""
+    _session_settings(conn, "LOCAL")
     merged_to = hour_rows_to(conn, hour)
     bounds = {"hour": hour, "start": start, "end": end}
     # minutes already merged are replaced: only their hour groups are re-merged
@@ -129,9 +204,14 @@ def recompute(
         # an hour with no beacon (history with gaps, a backfill of empty hours) costs one
         # probe, not a statement a minute
         if conn.execute(_ANY_BEACON_SQL, bounds).fetchone()[0]:
-            for first in _steps(start, end, STATEMENT_SPAN):
-                chunk = {"start": first, "end": min(first + STATEMENT_SPAN, end)}
-                minutes += conn.execute(MINUTE_SQL, chunk).fetchone()[0]
+            spans = [(first, min(first + STATEMENT_SPAN, end))
+                     for first in _steps(start, end, STATEMENT_SPAN)]
+            if helpers is not None and helpers.connections > 1 and len(spans) > 1:
+                minutes = _staged(conn, helpers, spans)
+            else:
+                for first, last in spans:
+                    minutes += conn.execute(MINUTE_SQL, {"start": first, "end": last}
+                                            ).fetchone()[0]
     if merged_to is None and start == hour:  # the whole hour anew: nothing merged yet
         conn.execute(f"DELETE FROM beacons_hour WHERE {_HOUR_ROWS}", bounds)
         merged_to = hour

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from edgestats_core.beacon_columns import DIMENSIONS
 from edgestats_core.metrics.rollup_rows import DIMS
@@ -173,3 +174,68 @@ def test_join_time_of_an_hour_merged_minute_by_minute_within_two_percent(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert rollups.roll_up_hour(conn, hour).hour_rows == 0
         assert_hour_join_time_within_two_percent(conn, customer_id, beacons)
+
+
+def minute_rows(url: str, customer_id: str, hour: datetime) -> list[tuple]:
+    """The customer's minute rows and minute totals of the hour, sketches as text, sorted."""
+    sketches = ("sum_cdn_downlink_throughput, sessions::text, viewport_sessions::text,"
+                " optimal_sessions::text, join_time::text, downlink_speed::text")
+    out = []
+    with psycopg.connect(url) as conn:
+        for table, columns in (("beacons_minute", f'"time", {DIMS}'),
+                               ("beacons_minute_totals", '"time", source')):
+            rows = conn.execute(
+                f"SELECT {columns}, beacons, {sketches} FROM {table}"
+                ' WHERE customer_id = %s AND "time" >= %s AND "time" < %s',
+                (customer_id, hour, hour + HOUR)).fetchall()
+            out += [(table, *(str(value) for value in row)) for row in rows]
+    return sorted(out)
+
+
+def test_a_backfill_on_helper_connections_writes_what_one_connection_writes(db_url):
+    """Three helpers aggregate the minutes at once (staged, copied in the roll's transaction):
+    the same minute rows and minute totals as the same hour read on one connection, the same
+    hour rows (their digests merged in another order: within 2 %),
+    the hour rows equal to the beacons, and no staged row left behind."""
+    hour = fresh_hour(27)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = make_beacons(customer_id, hour, 1, sessions=30, seed=43)
+    store(db_url, customer_id, beacons, datetime.now(UTC))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        alone = rollups.roll_up_hour(conn, hour, from_raw=True)
+    serial_minutes, serial_hours = minute_rows(db_url, customer_id, hour), groups(
+        db_url, customer_id, hour)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        helped = rollups.roll_up_hour(conn, hour, from_raw=True,
+                                      helpers=hour_rows.Helpers(db_url, 3))
+        staged = conn.execute("SELECT (SELECT count(*) FROM beacons_minute_staged)"
+                              " + (SELECT count(*) FROM beacons_minute_totals_staged)"
+                              ).fetchone()[0]
+    assert (helped.minute_rows, helped.hour_rows) == (alone.minute_rows, alone.hour_rows)
+    assert helped.minute_rows > 60 and helped.raw_beacons == len(beacons)
+    assert minute_rows(db_url, customer_id, hour) == serial_minutes
+    # the same minute rows merged in another order: digests within 2 %
+    assert_same_groups(groups(db_url, customer_id, hour), serial_hours)
+    assert_groups_hold(serial_hours, beacons)
+    assert staged == 0
+
+
+def test_a_failing_helper_fails_the_roll_and_keeps_the_rows_before_it(db_url):
+    """Helpers that cannot connect: the roll raises, the hour's rows stay as they were, the
+    hour is marked pending again (the roller retries it) and nothing stays staged."""
+    hour = fresh_hour(28)
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    beacons = make_beacons(customer_id, hour, 1, sessions=10, seed=44)
+    store(db_url, customer_id, beacons, datetime.now(UTC))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rollups.roll_up_hour(conn, hour, from_raw=True)
+    before = minute_rows(db_url, customer_id, hour), groups(db_url, customer_id, hour)
+    broken = hour_rows.Helpers(make_conninfo(db_url, dbname="edgestats_no_such_db"), 2)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.OperationalError):
+            rollups.roll_up_hour(conn, hour, from_raw=True, helpers=broken)
+        pending = conn.execute("SELECT count(*) FROM rollup_pending WHERE hour = %s",
+                               (hour,)).fetchone()[0]
+        staged = conn.execute("SELECT count(*) FROM beacons_minute_staged").fetchone()[0]
+    assert (minute_rows(db_url, customer_id, hour), groups(db_url, customer_id, hour)) == before
+    assert pending == 1 and staged == 0

@@ -263,9 +263,8 @@ def source_relation(
                 spans = _spans("raw", raw, params) if raw else "false"
                 where = f'customer_id = ANY(%(customers)s) AND "time" < %(end)s AND ({spans})'
             parts.append(rollup_rows.lean_totals_select(where, unit))
-        elif totals:
-            parts.append(f"SELECT {columns} FROM ({rollup_rows.minute_select(where)})"
-                         " AS minute_rows")
+        elif totals:  # minute totals rows: grouped by source only
+            parts.append(rollup_rows.minute_select(where, "source"))
         else:
             parts.append(rollup_rows.minute_select(where))
     if not parts:  # an empty range

@@ -115,19 +115,32 @@ def session_rows_select(where: str) -> str:
 
 def sessions_merged(source: str, dims: str = DIMS) -> str:
     """Minute rows of `source` (session_rows_select's rows) per customer, minute and `dims`:
-    DIMS gives the beacons_minute columns, "source" the beacons_minute_totals ones."""
+    DIMS gives the beacons_minute columns, "source" the beacons_minute_totals ones.
+
+    The sketches are built with small states: a minute row holds a few sessions, and the
+    libraries' aggregates allocate ~80-100 KB per group (hashed, a minute of 90 groups took
+    26 ms there): join times from an array, session sketches as pairwise unions of one-session
+    sketches (`hll_merge`) and downlink digests as pairwise unions (`tdigest_merge`). The
+    totals (a few groups of thousands of sessions) keep the aggregates, which hold one
+    unpacked state per group instead of packing it at every row."""
     totals = ", ".join(
         f"sum(sum_{m.name}) AS sum_{m.name}, sum(count_{m.name}) AS count_{m.name},"
         f" min(min_{m.name}) AS min_{m.name}, max(max_{m.name}) AS max_{m.name}"
         for m in MEASURES
     )
+    if dims == DIMS:
+        session = f"hll_merge(hll_add(hll_empty({HLL_LOG2M}), hll_hash_text(session_id)))"
+        downlink = "tdigest_merge(downlink_speed)"
+    else:
+        session, downlink = _SESSION_HLL, "tdigest(downlink_speed)"
     return f"""
     SELECT customer_id, "time", {dims}, sum(beacons) AS beacons, {totals},
-           {_SESSION_HLL} AS sessions,
-           {_SESSION_HLL} FILTER (WHERE viewport) AS viewport_sessions,
-           {_SESSION_HLL} FILTER (WHERE optimal) AS optimal_sessions,
-           tdigest(join_time, {TDIGEST_COMPRESSION}) AS join_time,
-           tdigest(downlink_speed) AS downlink_speed
+           {session} AS sessions,
+           {session} FILTER (WHERE viewport) AS viewport_sessions,
+           {session} FILTER (WHERE optimal) AS optimal_sessions,
+           tdigest_add(NULL::tdigest, array_agg(join_time) FILTER (WHERE join_time IS NOT NULL),
+                       {TDIGEST_COMPRESSION}) AS join_time,
+           {downlink} AS downlink_speed
     FROM {source}
     GROUP BY customer_id, "time", {dims}
     """

@@ -27,7 +27,7 @@ INGEST_MARGIN = timedelta(minutes=2)
 LOCK_NAMESPACE = 7302
 # a backfill (the DAG, `edgestats rollup`) reads an hour's raw beacons on this many
 # connections at once (EDGESTATS_ROLLUP_CONNECTIONS; PostgreSQL runs no INSERT ... SELECT
-# in parallel): 2 measured 1.35x faster on 2 cores (performance.md); the minute roller inside
+# in parallel): 2 measured 1.6x faster on 2 cores (performance.md); the minute roller inside
 # the service stays on one, beside the requests it shares the cores with
 ROLLUP_CONNECTIONS = int(os.environ.get("EDGESTATS_ROLLUP_CONNECTIONS", "2"))
 

@@ -84,8 +84,8 @@ def session_rows_select(where: str) -> str:
 
     The per-session t-digest is built from an array (`tdigest_add`), not by the `tdigest`
     aggregate: the aggregate allocates its whole buffer (~80 KB at compression 500) for each
-    group, and a minute has a group per session: ~250 ms of a 24 k-beacon minute went to
-    that alone. Same digests (a few values are kept as they are either way)."""
+    group, and a minute has a group per session: 243 ms of a 22 k-beacon minute's 333 ms
+    went to that alone. Same digests (a few values are kept as they are either way)."""
     partials = ", ".join(
         f"sum({m.name}) AS sum_{m.name}, count({m.name}) AS count_{m.name},"
         f" min({m.name}) AS min_{m.name}, max({m.name}) AS max_{m.name}"
@@ -121,8 +121,8 @@ def sessions_merged(source: str, dims: str = DIMS) -> str:
     libraries' aggregates allocate ~80-100 KB per group (hashed, a minute of 90 groups took
     26 ms there): join times from an array, session sketches as pairwise unions of one-session
     sketches (`hll_merge`) and downlink digests as pairwise unions (`tdigest_merge`). The
-    totals (a few groups of thousands of sessions) keep the aggregates, which hold one
-    unpacked state per group instead of packing it at every row."""
+    totals (a few groups of thousands of sessions) keep `hll_add_agg` and `tdigest(tdigest)`,
+    which hold one unpacked state per group instead of packing it at every row."""
     totals = ", ".join(
         f"sum(sum_{m.name}) AS sum_{m.name}, sum(count_{m.name}) AS count_{m.name},"
         f" min(min_{m.name}) AS min_{m.name}, max(max_{m.name}) AS max_{m.name}"

@@ -129,14 +129,14 @@ class Helpers:
     so the roll stays atomic."""
 
     url: str
-    connections: int = 2
+    connections: int  # the default is the backfill's (rollups.ROLLUP_CONNECTIONS)
 
 
 def _stage(url: str, run: int, spans: list[tuple[datetime, datetime]]) -> None:
     """Aggregate these minute spans into the staged tables under `run`, on a connection of
     its own (one of `_staged`'s helpers)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        _session_settings(conn)
+        _session_settings(conn, local=False)
         for start, end in spans:
             conn.execute(_STAGE_SQL, {"start": start, "end": end, "run": run})
 
@@ -144,9 +144,10 @@ def _stage(url: str, run: int, spans: list[tuple[datetime, datetime]]) -> None:
 def _staged(conn: psycopg.Connection, helpers: Helpers,
             spans: list[tuple[datetime, datetime]]) -> int:
     """The minute rows and minute totals of these spans aggregated by the helpers, copied
-    into the tables in `conn`'s transaction; returns the minute rows. (Merging the hour
-    rows on the helpers too, a share of the hour groups each, was no faster, nor was `conn`
-    taking a share itself: performance.md.)"""
+    into the tables in `conn`'s transaction; returns the minute rows. (`conn` taking a share
+    itself was no faster; merging the hour rows on the helpers too, a share of the hour
+    groups each, was no faster at 1.36 M beacons, but the merge is 40 % of the wall at 14 M:
+    performance.md.)"""
     run, parts = secrets.randbits(62), helpers.connections
     try:
         with ThreadPoolExecutor(parts) as pool:
@@ -170,15 +171,16 @@ def _copy(table: str) -> str:
             " WHERE run = %(run)s")
 
 
-def _session_settings(conn: psycopg.Connection, local: str = "") -> None:
-    """The roll-up statements' settings (`local`: "LOCAL", for the transaction only)."""
-    conn.execute(f"SET {local} work_mem = '{ROLLUP_WORK_MEM}'")
+def _session_settings(conn: psycopg.Connection, local: bool) -> None:
+    """The roll-up statements' settings (`local`: for the transaction only)."""
+    scope = "SET LOCAL" if local else "SET"
+    conn.execute(f"{scope} work_mem = '{ROLLUP_WORK_MEM}'")
     # psycopg prepares a statement run five times and PostgreSQL then settles on a generic
     # plan, which for MINUTE_SQL (blind to the minute's size) took 3-6x as long
-    conn.execute(f"SET {local} plan_cache_mode = force_custom_plan")
+    conn.execute(f"{scope} plan_cache_mode = force_custom_plan")
     # a minute of 116 k beacons spent 160 ms of its 1.56 s compiling its expressions (JIT,
     # chosen by cost) on every statement: the expressions are cheap, the rows many
-    conn.execute(f"SET {local} jit = off")
+    conn.execute(f"{scope} jit = off")
 
 
 def recompute(
@@ -191,7 +193,7 @@ def recompute(
     minute rows and the hour rows written. Run inside the transaction holding the hour's
     roll-up lock; records how far the hour rows merge in `hour_rows_to` (when the hour has
     a progress row). `helpers`: connections that aggregate several minutes at once."""
-    _session_settings(conn, "LOCAL")
+    _session_settings(conn, local=True)
     merged_to = hour_rows_to(conn, hour)
     bounds = {"hour": hour, "start": start, "end": end}
     # minutes already merged are replaced: only their hour groups are re-merged
